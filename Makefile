@@ -1,0 +1,31 @@
+# Two commands for a fresh machine:
+#   make up     install into .venv and start the embedded default (domicile up)
+#   make test   install into .venv and run every check and test
+VENV ?= .venv
+BIN := $(VENV)/bin
+ARGS ?=
+
+.PHONY: install up test lint bench
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+up: install
+	$(BIN)/domicile up $(ARGS)
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/pytest -n 2 -p no:cacheprovider
+
+bench: install
+	$(BIN)/python bench/read_path.py
+	$(BIN)/python bench/registration.py

@@ -1,0 +1,40 @@
+"""Dependencies shared by the routes: the runtime and the authenticated principal."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from domicile.errors import AuthenticationError
+from domicile.gateway.pipeline import Gateway
+from domicile.principals.store import Principal
+from domicile.runtime import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The runtime the app was started with."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_gateway(request: Request) -> Gateway:
+    """The gateway of the running app."""
+    return get_runtime(request).gateway
+
+
+def authenticate(
+    request: Request,
+    authorization: Annotated[str | None, Header(description="Bearer <token>")] = None,
+) -> Principal:
+    """Authenticate the caller from `Authorization: Bearer <token>`."""
+    if authorization is None:
+        raise AuthenticationError("an `Authorization: Bearer <token>` header is required")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationError("authorization must use the bearer scheme")
+    return get_gateway(request).authenticate(token.strip())
+
+
+CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
+CurrentGateway = Annotated[Gateway, Depends(get_gateway)]

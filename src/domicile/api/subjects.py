@@ -1,0 +1,154 @@
+"""Routes for subjects: register, read, update, erase, export, batch read, relocate."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+
+from domicile.api.deps import CurrentGateway, CurrentPrincipal
+from domicile.api.models import (
+    BatchGetBody,
+    BatchGetResult,
+    BatchItem,
+    BatchItemError,
+    ExportBody,
+    Registered,
+    RegisterBody,
+    RelocateBody,
+    Relocated,
+    SubjectBody,
+    UpdateBody,
+    Updated,
+)
+from domicile.api.problems import PROBLEM_TYPE, status_for
+from domicile.errors import InvalidInput
+from domicile.gateway.pipeline import SubjectView
+from domicile.gateway.relocation import relocate
+
+router = APIRouter(prefix="/v1", tags=["subjects"])
+
+
+def _view(view: SubjectView) -> SubjectBody:
+    return SubjectBody(
+        id=view.id,
+        home_region=view.home_region,
+        version=view.version,
+        fields=view.fields,
+        withheld=view.withheld,
+    )
+
+
+def _split(fields: str | None) -> list[str] | None:
+    if fields is None:
+        return None
+    names = [f.strip() for f in fields.split(",") if f.strip()]
+    if not names:
+        raise InvalidInput("`fields` names no field")
+    return names
+
+
+def _expected_version(if_match: str | None) -> int | None:
+    if if_match is None:
+        return None
+    tag = if_match.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit():
+        raise InvalidInput(f"`If-Match` must be a version etag like \"3\", not `{if_match[:40]}`")
+    return int(tag)
+
+
+@router.post("/subjects", status_code=status.HTTP_201_CREATED, response_model=Registered)
+def register(
+    body: RegisterBody, principal: CurrentPrincipal, gateway: CurrentGateway, response: Response
+) -> Registered:
+    """Register a person; their data is stored in the home region of their country."""
+    subject_id, region = gateway.register(principal, body.country, body.fields)
+    response.headers["Location"] = f"/v1/subjects/{subject_id}"
+    return Registered(id=subject_id, home_region=region)
+
+
+@router.get("/subjects/{subject_id}", response_model=SubjectBody)
+def read(
+    subject_id: str,
+    principal: CurrentPrincipal,
+    gateway: CurrentGateway,
+    response: Response,
+    purpose: Annotated[str | None, Query(description="declared purpose of the read")] = None,
+    fields: Annotated[str | None, Query(description="comma-separated field names")] = None,
+) -> SubjectBody:
+    """Read a subject's fields for a declared purpose."""
+    view = gateway.read(principal, subject_id, _split(fields), purpose)
+    response.headers["ETag"] = f'"{view.version}"'
+    return _view(view)
+
+
+@router.patch("/subjects/{subject_id}", response_model=Updated)
+def update(
+    subject_id: str,
+    body: UpdateBody,
+    principal: CurrentPrincipal,
+    gateway: CurrentGateway,
+    response: Response,
+    if_match: Annotated[str | None, Header()] = None,
+) -> Updated:
+    """Set fields (null removes one); with If-Match, only if still at that version."""
+    version = gateway.update(
+        principal, subject_id, body.fields, expected_version=_expected_version(if_match)
+    )
+    response.headers["ETag"] = f'"{version}"'
+    return Updated(id=subject_id, version=version)
+
+
+@router.delete("/subjects/{subject_id}", status_code=status.HTTP_204_NO_CONTENT)
+def erase(subject_id: str, principal: CurrentPrincipal, gateway: CurrentGateway) -> Response:
+    """Erase a subject: its data key is destroyed and a tombstone is kept."""
+    gateway.erase(principal, subject_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/subjects/{subject_id}/export", response_model=ExportBody)
+def export(
+    subject_id: str,
+    principal: CurrentPrincipal,
+    gateway: CurrentGateway,
+    purpose: Annotated[str | None, Query()] = "service",
+) -> ExportBody:
+    """Everything held about a subject."""
+    out = gateway.export(principal, subject_id, purpose)
+    return ExportBody(**out.__dict__)
+
+
+@router.post("/subjects:batchGet", response_model=BatchGetResult)
+def batch_get(
+    body: BatchGetBody, principal: CurrentPrincipal, gateway: CurrentGateway
+) -> BatchGetResult:
+    """Read many subjects, each decided on its own; per-id errors come back as problems."""
+    items: list[BatchItem] = []
+    for subject_id, result in zip(
+        body.ids, gateway.batch_get(principal, body.ids, body.fields, body.purpose), strict=True
+    ):
+        if isinstance(result, SubjectView):
+            items.append(BatchItem(id=subject_id, subject=_view(result)))
+        else:
+            items.append(
+                BatchItem(
+                    id=subject_id,
+                    error=BatchItemError(
+                        type=PROBLEM_TYPE + result.code,
+                        title=result.title,
+                        status=status_for(result),
+                        detail=str(result),
+                        code=result.code,
+                    ),
+                )
+            )
+    return BatchGetResult(items=items)
+
+
+@router.post("/subjects/{subject_id}:relocate", response_model=Relocated)
+def relocate_subject(
+    subject_id: str, body: RelocateBody, principal: CurrentPrincipal, gateway: CurrentGateway
+) -> Relocated:
+    """Move a subject whose country changed to its new home region (copy, verify, shred)."""
+    region = relocate(gateway, principal, subject_id, body.country)
+    return Relocated(id=subject_id, home_region=region)

@@ -1,0 +1,48 @@
+"""First start of the embedded default: the admin token file and the demo data."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from domicile.demo import ensure_demo_principals, seed_subjects
+from domicile.errors import PrincipalNotFound
+from domicile.runtime import Runtime
+
+ADMIN_ID = "admin"
+
+
+def ensure_admin(runtime: Runtime) -> Path:
+    """Create the `admin` principal on first start and write its token to DIR/admin.token."""
+    path = runtime.settings.data_dir / "admin.token"
+    try:
+        runtime.principals.get(ADMIN_ID)
+        if path.exists():
+            return path
+        token = runtime.principals.issue_token(ADMIN_ID)
+    except PrincipalNotFound:
+        token = runtime.principals.add(ADMIN_ID, "operator", "IE", {"admin"})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return path
+
+
+def seed_demo(runtime: Runtime, subjects: int, *, echo: Callable[[str], None]) -> None:
+    """Create demo principals (tokens printed and saved) and synthetic subjects."""
+    tokens = ensure_demo_principals(runtime.principals)
+    folder = runtime.settings.data_dir / "demo-tokens"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for principal_id, token in tokens.items():
+        target = folder / f"{principal_id}.token"
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(token + "\n")
+        echo(f"demo principal {principal_id}: {token}")
+    if sum(runtime.directory.counts().values()) == 0 and subjects > 0:
+        service = runtime.principals.get("svc-eu")
+        count = seed_subjects(runtime.gateway, service, subjects)
+        echo(f"seeded {count} synthetic subjects")
+    echo(f"demo tokens are in {folder}")

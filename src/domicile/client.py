@@ -1,0 +1,156 @@
+"""`domicile.Client`: a typed Python client for the HTTP API that raises the same errors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from domicile import errors
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A read: the allowed fields, and why the others were withheld."""
+
+    id: str
+    home_region: str
+    version: int
+    fields: dict[str, Any]
+    withheld: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Export:
+    """Everything held about a subject."""
+
+    id: str
+    home_region: str
+    version: int
+    catalog_version: str
+    created_at: str
+    updated_at: str
+    fields: dict[str, Any]
+
+
+def _raise_for_problem(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    code = str(body.get("code") or "")
+    detail = str(body.get("detail") or response.reason_phrase or "request failed")
+    raise errors.error_for_code(code)(detail)
+
+
+def _error_from(problem: Mapping[str, Any]) -> errors.DomicileError:
+    return errors.error_for_code(str(problem.get("code", "")))(str(problem.get("detail", "")))
+
+
+class Client:
+    """Talks to a Domicile gateway with one principal's bearer token."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise errors.RemoteError(f"cannot reach the gateway: {type(exc).__name__}") from exc
+        _raise_for_problem(response)
+        return response
+
+    def register(self, country: str, fields: Mapping[str, Any]) -> tuple[str, str]:
+        """Register a person; return (subject id, home region)."""
+        body = self._call("POST", "/v1/subjects", json={"country": country, "fields": fields})
+        data = body.json()
+        return str(data["id"]), str(data["home_region"])
+
+    def get(
+        self, subject_id: str, *, purpose: str, fields: Sequence[str] | None = None
+    ) -> Subject:
+        """Read a subject's fields for a declared purpose."""
+        params = {"purpose": purpose}
+        if fields is not None:
+            params["fields"] = ",".join(fields)
+        data = self._call("GET", f"/v1/subjects/{subject_id}", params=params).json()
+        return Subject(**data)
+
+    def update(
+        self,
+        subject_id: str,
+        fields: Mapping[str, Any],
+        *,
+        if_version: int | None = None,
+    ) -> int:
+        """Set fields (None removes one); with `if_version`, only if still at that version."""
+        headers = {"If-Match": f'"{if_version}"'} if if_version is not None else {}
+        data = self._call(
+            "PATCH", f"/v1/subjects/{subject_id}", json={"fields": fields}, headers=headers
+        ).json()
+        return int(data["version"])
+
+    def erase(self, subject_id: str) -> None:
+        """Erase a subject (crypto-shredding)."""
+        self._call("DELETE", f"/v1/subjects/{subject_id}")
+
+    def export(self, subject_id: str, *, purpose: str = "service") -> Export:
+        """Everything held about a subject."""
+        data = self._call(
+            "GET", f"/v1/subjects/{subject_id}/export", params={"purpose": purpose}
+        ).json()
+        return Export(**data)
+
+    def batch_get(
+        self, subject_ids: Sequence[str], *, purpose: str, fields: Sequence[str] | None = None
+    ) -> list[Subject | errors.DomicileError]:
+        """Read many subjects; each item is a Subject or the error for that id."""
+        body: dict[str, Any] = {"ids": list(subject_ids), "purpose": purpose}
+        if fields is not None:
+            body["fields"] = list(fields)
+        data = self._call("POST", "/v1/subjects:batchGet", json=body).json()
+        return [
+            Subject(**item["subject"]) if item.get("subject") else _error_from(item["error"])
+            for item in data["items"]
+        ]
+
+    def relocate(self, subject_id: str, country: str) -> str:
+        """Move a subject to the home region of its new country; return that region."""
+        data = self._call(
+            "POST", f"/v1/subjects/{subject_id}:relocate", json={"country": country}
+        ).json()
+        return str(data["home_region"])
+
+    def regions(self) -> list[dict[str, Any]]:
+        """The regions and their subject counts."""
+        data: list[dict[str, Any]] = self._call("GET", "/v1/regions").json()
+        return data

@@ -1,0 +1,1 @@
+"""The security gateway: authenticate → decide → custody → vault → transform → record."""

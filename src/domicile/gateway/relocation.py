@@ -1,0 +1,94 @@
+"""Relocation: move a subject to a new home region — copy, verify, switch, shred.
+
+The directory's `home_region` is switched in one update only after the copy in the
+destination has been read back and compared, so the subject is always served from
+exactly one vault. `recover` finishes or undoes a relocation that a crash interrupted:
+a copy never made authoritative is discarded; an origin not yet shredded is shredded.
+"""
+
+from __future__ import annotations
+
+from domicile.errors import IntegrityError
+from domicile.gateway.pipeline import Gateway, check_subject_id
+from domicile.gateway.request import AccessRequest, Action
+from domicile.keys.custodian import Authorization
+from domicile.principals.store import Principal
+from domicile.vault.store import SubjectState
+
+_RECOVERY = Authorization(decision_id="recovery", action="recover")
+
+
+def relocate(gateway: Gateway, principal: Principal, subject_id: str, country: str) -> str:
+    """Move a subject whose country changed to that country's home region; return it."""
+    check_subject_id(subject_id)
+    origin = gateway.directory.lookup(subject_id).home_region
+    destination = gateway.topology.home_region(country)
+    if destination == origin:
+        return origin
+    names = frozenset(gateway.catalog.fields)
+    leave = AccessRequest(principal, Action.RELOCATE, origin, subject_id, names)
+    arrive = AccessRequest(principal, Action.RELOCATE, destination, subject_id, names)
+    decision = gateway.decide(leave, subject_id)
+    gateway.decide(arrive, subject_id)
+    auth = Authorization(decision.decision_id, Action.RELOCATE)
+    source, target = gateway.regions[origin], gateway.regions[destination]
+
+    gateway.directory.begin_move(subject_id, destination)
+    try:
+        record = source.vault.fetch(subject_id)
+        values = gateway.open_values(
+            origin, subject_id, source.custodian.unwrap_data_key(subject_id, auth), record.fields
+        )
+        key = target.custodian.create_data_keys([subject_id], auth)[subject_id]
+        target.vault.insert(
+            subject_id, gateway.seal_values(destination, subject_id, key, values), record.catalog_version
+        )
+        copy = target.vault.fetch(subject_id)
+        if gateway.open_values(destination, subject_id, key, copy.fields) != values:
+            raise IntegrityError(f"copy of subject `{subject_id}` in `{destination}` differs")
+    except BaseException:
+        _discard_copy(gateway, subject_id, destination)
+        gateway.directory.settle_move(subject_id)
+        raise
+    gateway.directory.switch_home(subject_id, destination)
+    _shred_origin(gateway, subject_id, origin, auth)
+    gateway.directory.settle_move(subject_id)
+    gateway.recorder.record(
+        [
+            gateway.make_event(leave, decision, subject_id, "relocate-out"),
+            gateway.make_event(arrive, decision, subject_id, "relocate-in", sorted(values)),
+        ]
+    )
+    return destination
+
+
+def _discard_copy(gateway: Gateway, subject_id: str, region: str) -> None:
+    # Idempotent: the crash may have come before the key, the row, or both existed.
+    runtime = gateway.regions[region]
+    runtime.custodian.destroy_data_key(subject_id, _RECOVERY)
+    runtime.vault.discard(subject_id)
+
+
+def _shred_origin(gateway: Gateway, subject_id: str, region: str, auth: Authorization) -> None:
+    runtime = gateway.regions[region]
+    runtime.custodian.destroy_data_key(subject_id, auth)
+    if runtime.vault.state(subject_id) is SubjectState.ACTIVE:
+        runtime.vault.tombstone(subject_id, SubjectState.RELOCATED)
+
+
+def recover(gateway: Gateway) -> int:
+    """Finish or undo registrations and relocations a crash left open; return how many."""
+    pending = gateway.directory.pending()
+    unregistered = [e for e in pending if e.state == "registering"]
+    for entry in unregistered:
+        _discard_copy(gateway, entry.id, entry.home_region)
+    gateway.directory.forget([e.id for e in unregistered])
+    for entry in pending:
+        if entry.state == "registering":
+            continue
+        if entry.moving_to:
+            _discard_copy(gateway, entry.id, entry.moving_to)
+        if entry.moved_from:
+            _shred_origin(gateway, entry.id, entry.moved_from, _RECOVERY)
+        gateway.directory.settle_move(entry.id)
+    return len(pending)

@@ -1,0 +1,1 @@
+"""Envelope encryption and the custodians that hold each region's keys."""

@@ -1,0 +1,46 @@
+"""The custodian protocol: the only holder of a region's key-encryption key.
+
+A custodian creates, unwraps and destroys per-subject data keys. The vault never
+sees a key-encryption key, and wrapped data keys are kept by the custodian, not in
+the vault, so destroying one leaves every copy of the vault (backups included)
+unreadable for that subject. A KMS or HSM can stand in for the local custodian by
+implementing this protocol; nothing else changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from collections.abc import Sequence
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """What the gateway shows the custodian: the decision that allowed the key's use."""
+
+    decision_id: str
+    action: str
+
+
+class Custodian(Protocol):
+    """Holds one region's keys."""
+
+    region: str
+
+    def create_data_keys(
+        self, subject_ids: Sequence[str], authorization: Authorization
+    ) -> dict[str, bytes]:
+        """Make, wrap and keep new data keys for subjects; return them for immediate use.
+
+        A subject whose earlier key was destroyed (it left the region) gets a new one;
+        a subject with a live key is a Conflict.
+        """
+
+    def unwrap_data_key(self, subject_id: str, authorization: Authorization) -> bytes:
+        """Return a subject's data key; raise KeyDestroyed once shredded."""
+
+    def destroy_data_key(self, subject_id: str, authorization: Authorization) -> None:
+        """Shred a subject's data key for good (idempotent)."""
+
+    def close(self) -> None:
+        """Release resources."""

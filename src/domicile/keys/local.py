@@ -1,0 +1,119 @@
+"""The embedded custodian: a key-encryption key file and a keyring database per region.
+
+Layout of the custodian directory (mode 0700)::
+
+    kek-1.key        32 random bytes (mode 0600): the key-encryption key
+    keyring.db       subject id -> data key wrapped under the KEK (AES-256-GCM)
+
+The wrap binds the region and subject id as associated data, so a wrapped key moved to
+another subject or region does not unwrap.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from domicile.errors import ConfigError, Conflict, IntegrityError, KeyDestroyed
+from domicile.keys.custodian import Authorization
+from domicile.keys.envelope import new_data_key, open_sealed, seal
+from domicile.storage.database import SqliteDatabase
+from domicile.storage.migrations import migrate
+from domicile.storage.url import SqliteUrl
+
+_KEK_ID = 1
+
+
+class LocalCustodian:
+    """Keeps a region's KEK in a local file and its wrapped data keys in SQLite."""
+
+    def __init__(self, region: str, directory: Path) -> None:
+        self.region = region
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._kek = _load_or_create_kek(directory / f"kek-{_KEK_ID}.key")
+        self._db = SqliteDatabase(SqliteUrl(directory / "keyring.db"))
+        migrate(self._db, "keyring", "domicile.keys")
+
+    def _aad(self, subject_id: str) -> bytes:
+        return b"domicile-dek/v1\x00" + self.region.encode() + b"\x00" + subject_id.encode()
+
+    def create_data_keys(
+        self, subject_ids: Sequence[str], authorization: Authorization
+    ) -> dict[str, bytes]:
+        """Make, wrap and keep new data keys; a destroyed key may be replaced, a live one not."""
+        del authorization
+        keys = {subject_id: new_data_key() for subject_id in subject_ids}
+        rows = [
+            (subject_id, _KEK_ID, seal(self._kek, key, self._aad(subject_id)))
+            for subject_id, key in keys.items()
+        ]
+        with self._db.transaction() as tx:
+            for subject_id in subject_ids:
+                row = tx.execute(
+                    "SELECT destroyed FROM data_keys WHERE subject_id = ?", (subject_id,)
+                ).fetchone()
+                if row is not None and not row[0]:
+                    raise Conflict(
+                        f"subject `{subject_id}` already has a data key in `{self.region}`"
+                    )
+            tx.executemany(
+                "INSERT INTO data_keys (subject_id, kek_id, wrapped, destroyed) VALUES (?, ?, ?, 0)"
+                " ON CONFLICT (subject_id) DO UPDATE SET kek_id = excluded.kek_id,"
+                " wrapped = excluded.wrapped, destroyed = 0",
+                rows,
+            )
+        return keys
+
+    def unwrap_data_key(self, subject_id: str, authorization: Authorization) -> bytes:
+        """Return a subject's data key; raise KeyDestroyed once shredded."""
+        del authorization
+        with self._db.transaction(write=False) as tx:
+            row = tx.execute(
+                "SELECT wrapped, destroyed FROM data_keys WHERE subject_id = ?", (subject_id,)
+            ).fetchone()
+        if row is None:
+            raise KeyDestroyed(f"no data key for subject `{subject_id}` in `{self.region}`")
+        if row[1]:
+            raise KeyDestroyed(f"data key of subject `{subject_id}` was destroyed")
+        try:
+            return open_sealed(self._kek, bytes(row[0]), self._aad(subject_id))
+        except IntegrityError as exc:
+            raise IntegrityError(
+                f"wrapped data key of subject `{subject_id}` does not verify in `{self.region}`"
+            ) from exc
+
+    def destroy_data_key(self, subject_id: str, authorization: Authorization) -> None:
+        """Overwrite and mark a subject's data key destroyed (secure_delete wipes the page)."""
+        del authorization
+        with self._db.transaction() as tx:
+            tx.execute(
+                "UPDATE data_keys SET wrapped = zeroblob(0), destroyed = 1 WHERE subject_id = ?",
+                (subject_id,),
+            )
+        # The old page may still sit in the write-ahead log: fold it in and truncate it.
+        self._db.checkpoint()
+
+    def close(self) -> None:
+        """Close the keyring."""
+        self._db.close()
+
+
+def _load_or_create_kek(path: Path) -> bytes:
+    if path.exists():
+        key = path.read_bytes()
+        if len(key) != 32:
+            raise ConfigError(f"key-encryption key `{path}` is not 32 bytes")
+        return key
+    key = os.urandom(32)
+    # O_EXCL: two processes starting at once never write two different KEKs.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _load_or_create_kek(path)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return key

@@ -1,0 +1,1 @@
+"""Principals (services and employees) and the bearer tokens they authenticate with."""

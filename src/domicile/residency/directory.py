@@ -1,0 +1,173 @@
+"""The subject directory: subject id -> home region. It holds no personal data.
+
+The directory is the single pointer that says which region's vault is authoritative
+for a subject, so a subject is always served from exactly one vault. Two-phase
+changes leave a marker that `pending()` returns for recovery after a crash:
+
+- registration: `registering` until the vault write is durable, then `active`;
+- relocation: `moving_to` while the copy is made and verified; the switch of
+  `home_region` is one update that also sets `moved_from` until the origin is shredded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from domicile.errors import Conflict, SubjectErased, SubjectNotFound
+from domicile.storage.database import Database, Tx
+from domicile.storage.migrations import migrate
+
+
+@dataclass(frozen=True)
+class DirectoryEntry:
+    """Where a subject lives and what is in flight for it."""
+
+    id: str
+    home_region: str
+    state: str
+    moving_to: str | None
+    moved_from: str | None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+_COLUMNS = "id, home_region, state, moving_to, moved_from"
+
+
+def _entry(row: tuple[object, ...]) -> DirectoryEntry:
+    return DirectoryEntry(
+        id=str(row[0]),
+        home_region=str(row[1]),
+        state=str(row[2]),
+        moving_to=None if row[3] is None else str(row[3]),
+        moved_from=None if row[4] is None else str(row[4]),
+    )
+
+
+class SubjectDirectory:
+    """The directory in a control database (SQLite file or PostgreSQL schema)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        migrate(db, "directory", "domicile.residency")
+        self._lock = " FOR UPDATE" if db.dialect == "postgres" else ""
+
+    def reserve(self, placements: Sequence[tuple[str, str]]) -> None:
+        """Record (subject id, home region) pairs as `registering`."""
+        now = _now()
+        with self.db.transaction() as tx:
+            tx.executemany(
+                f"INSERT INTO subject_directory ({_COLUMNS}, created_at, updated_at)"
+                " VALUES (?, ?, 'registering', NULL, NULL, ?, ?)",
+                [(subject_id, region, now, now) for subject_id, region in placements],
+            )
+
+    def activate(self, subject_ids: Sequence[str]) -> None:
+        """Mark reserved subjects active: their vault writes are durable."""
+        now = _now()
+        with self.db.transaction() as tx:
+            tx.executemany(
+                "UPDATE subject_directory SET state = 'active', updated_at = ?"
+                " WHERE id = ? AND state = 'registering'",
+                [(now, subject_id) for subject_id in subject_ids],
+            )
+
+    def forget(self, subject_ids: Sequence[str]) -> None:
+        """Drop reservations whose registration did not complete."""
+        with self.db.transaction() as tx:
+            tx.executemany(
+                "DELETE FROM subject_directory WHERE id = ? AND state = 'registering'",
+                [(subject_id,) for subject_id in subject_ids],
+            )
+
+    def lookup(self, subject_id: str) -> DirectoryEntry:
+        """Return an active subject's entry; SubjectNotFound or SubjectErased otherwise."""
+        with self.db.transaction(write=False) as tx:
+            return self._lookup(tx, subject_id)
+
+    def _lookup(self, tx: Tx, subject_id: str, lock: str = "") -> DirectoryEntry:
+        row = tx.execute(
+            f"SELECT {_COLUMNS} FROM subject_directory WHERE id = ?{lock}", (subject_id,)
+        ).fetchone()
+        if row is None or row[2] == "registering":
+            raise SubjectNotFound(f"no subject `{subject_id}`")
+        if row[2] == "erased":
+            raise SubjectErased(f"subject `{subject_id}` was erased")
+        return _entry(row)
+
+    def lookup_many(self, subject_ids: Sequence[str]) -> dict[str, DirectoryEntry]:
+        """Entries of the given ids that exist in any state but `registering`."""
+        out: dict[str, DirectoryEntry] = {}
+        with self.db.transaction(write=False) as tx:
+            for start in range(0, len(subject_ids), 500):
+                chunk = subject_ids[start : start + 500]
+                marks = ", ".join("?" for _ in chunk)
+                rows = tx.execute(
+                    f"SELECT {_COLUMNS} FROM subject_directory WHERE id IN ({marks})"
+                    " AND state <> 'registering'",
+                    tuple(chunk),
+                ).fetchall()
+                out.update((str(r[0]), _entry(r)) for r in rows)
+        return out
+
+    def mark_erased(self, subject_id: str) -> None:
+        """Record that a subject was erased (the entry stays as a tombstone)."""
+        with self.db.transaction() as tx:
+            tx.execute(
+                "UPDATE subject_directory SET state = 'erased', updated_at = ? WHERE id = ?",
+                (_now(), subject_id),
+            )
+
+    def begin_move(self, subject_id: str, destination: str) -> DirectoryEntry:
+        """Mark a move in flight; Conflict if another is."""
+        with self.db.transaction() as tx:
+            entry = self._lookup(tx, subject_id, self._lock)
+            if entry.moving_to or entry.moved_from:
+                raise Conflict(f"subject `{subject_id}` is already being relocated")
+            tx.execute(
+                "UPDATE subject_directory SET moving_to = ?, updated_at = ? WHERE id = ?",
+                (destination, _now(), subject_id),
+            )
+        return entry
+
+    def switch_home(self, subject_id: str, destination: str) -> None:
+        """Make `destination` authoritative in one update; the origin awaits shredding."""
+        with self.db.transaction() as tx:
+            cursor = tx.execute(
+                "UPDATE subject_directory SET moved_from = home_region, home_region = ?,"
+                " moving_to = NULL, updated_at = ? WHERE id = ? AND moving_to = ?",
+                (destination, _now(), subject_id, destination),
+            )
+            if cursor.rowcount != 1:
+                raise Conflict(f"subject `{subject_id}` has no move to `{destination}` in flight")
+
+    def settle_move(self, subject_id: str) -> None:
+        """Clear the in-flight markers once the origin is shredded or the copy discarded."""
+        with self.db.transaction() as tx:
+            tx.execute(
+                "UPDATE subject_directory SET moving_to = NULL, moved_from = NULL, updated_at = ?"
+                " WHERE id = ?",
+                (_now(), subject_id),
+            )
+
+    def pending(self) -> list[DirectoryEntry]:
+        """Entries left mid-registration or mid-relocation (for crash recovery)."""
+        with self.db.transaction(write=False) as tx:
+            rows = tx.execute(
+                f"SELECT {_COLUMNS} FROM subject_directory WHERE state = 'registering'"
+                " OR moving_to IS NOT NULL OR moved_from IS NOT NULL"
+            ).fetchall()
+        return [_entry(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Number of active subjects per home region."""
+        with self.db.transaction(write=False) as tx:
+            rows = tx.execute(
+                "SELECT home_region, COUNT(*) FROM subject_directory WHERE state = 'active'"
+                " GROUP BY home_region"
+            ).fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}

@@ -1,0 +1,126 @@
+"""Wiring: build a running Domicile (regions, directory, principals, gateway) from Settings.
+
+Nothing is built at import time; `open_runtime(settings)` does it all and
+`Runtime.close()` releases it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from domicile.catalog.catalog import Catalog, load_catalog
+from domicile.errors import ConfigError
+from domicile.gateway.decide import RoleDecider
+from domicile.gateway.pipeline import Gateway, RegionRuntime
+from domicile.gateway.record import UnrecordedEvents
+from domicile.gateway.relocation import recover
+from domicile.gateway.transform import InRegion
+from domicile.keys.custodian import Custodian
+from domicile.keys.local import LocalCustodian
+from domicile.principals.store import PrincipalStore
+from domicile.residency.directory import SubjectDirectory
+from domicile.residency.topology import Region, Topology, load_topology
+from domicile.settings import Settings
+from domicile.storage.database import open_database
+from domicile.storage.url import (
+    PostgresUrl,
+    SqliteUrl,
+    StorageUrl,
+    parse_storage_url,
+    with_schema,
+)
+from domicile.vault.store import Vault
+
+
+@dataclass
+class Runtime:
+    """Everything a gateway process holds open."""
+
+    settings: Settings
+    topology: Topology
+    catalog: Catalog
+    gateway: Gateway
+    principals: PrincipalStore
+    directory: SubjectDirectory
+
+    def close(self) -> None:
+        """Close every database and custodian."""
+        for region in self.gateway.regions.values():
+            region.close()
+        self.directory.db.close()
+        if self.principals.db is not self.directory.db:
+            self.principals.db.close()
+
+
+def _expand(template: str, settings: Settings) -> str:
+    return template.replace("{data_dir}", str(settings.data_dir.resolve()))
+
+
+def _schema_prefix(url: PostgresUrl) -> str:
+    return "domicile" if url.schema == "public" else url.schema
+
+
+def region_storage(region: Region, settings: Settings) -> StorageUrl:
+    """The storage url of a region: the shared PostgreSQL one if set, else the topology's."""
+    if settings.storage_url:
+        shared = parse_storage_url(settings.storage_url)
+        if isinstance(shared, PostgresUrl):
+            return with_schema(shared, f"{_schema_prefix(shared)}_{region.name.replace('-', '_')}")
+        raise ConfigError("DOMICILE_STORAGE_URL must be a postgresql:// url")
+    return parse_storage_url(_expand(region.storage, settings))
+
+
+def control_storage(settings: Settings) -> StorageUrl:
+    """Where the directory and principals live (no personal data)."""
+    if settings.storage_url:
+        shared = parse_storage_url(settings.storage_url)
+        if isinstance(shared, PostgresUrl):
+            return with_schema(shared, f"{_schema_prefix(shared)}_control")
+        raise ConfigError("DOMICILE_STORAGE_URL must be a postgresql:// url")
+    return SqliteUrl(settings.data_dir.resolve() / "control.db")
+
+
+def open_custodian(region: Region, settings: Settings) -> Custodian:
+    """Open a region's custodian from its `custodian` url (only `local:` ships today)."""
+    url = _expand(region.custodian, settings)
+    if url.startswith("local:"):
+        return LocalCustodian(region.name, Path(url[len("local:") :]))
+    raise ConfigError(f"custodian `{url}` of region `{region.name}` is not supported")
+
+
+def open_principals(settings: Settings) -> PrincipalStore:
+    """Open the principal store alone (for the CLI's `principals` commands)."""
+    return PrincipalStore(open_database(control_storage(settings)))
+
+
+def open_runtime(settings: Settings) -> Runtime:
+    """Open every store the settings name and wire the gateway pipeline."""
+    topology = load_topology(settings.topology_file)
+    catalog = load_catalog(settings.catalog_file)
+    control = open_database(control_storage(settings))
+    directory = SubjectDirectory(control)
+    principals = PrincipalStore(control)
+    regions = {
+        name: RegionRuntime(
+            name,
+            Vault(name, open_database(region_storage(region, settings))),
+            open_custodian(region, settings),
+        )
+        for name, region in topology.regions.items()
+    }
+    gateway = Gateway(
+        topology=topology,
+        catalog=catalog,
+        regions=regions,
+        directory=directory,
+        principals=principals,
+        decider=RoleDecider(),
+        transformer=InRegion(),
+        recorder=UnrecordedEvents(),
+        max_field_bytes=settings.max_field_bytes,
+        max_batch_ids=settings.max_batch_ids,
+    )
+    recover(gateway)
+    return Runtime(settings, topology, catalog, gateway, principals, directory)
+

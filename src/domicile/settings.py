@@ -1,0 +1,30 @@
+"""All settings of a Domicile process: one typed class, read from `DOMICILE_*` variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Settings of the gateway and CLI; every field can be set as `DOMICILE_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="DOMICILE_", extra="forbid")
+
+    data_dir: Path = Field(Path("domicile-data"), description="where SQLite files and keys live")
+    topology_file: Path | None = Field(None, description="topology TOML; built-in default if unset")
+    catalog_file: Path | None = Field(None, description="data catalog TOML; built-in if unset")
+    storage_url: str | None = Field(
+        None,
+        description=(
+            "postgresql://… to keep every region, the directory and principals in PostgreSQL "
+            "(one schema each); unset: the topology's own storage urls (SQLite by default)"
+        ),
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(1_048_576, gt=0, description="largest request body accepted")
+    max_field_bytes: int = Field(65_536, gt=0, description="largest single field value accepted")
+    max_batch_ids: int = Field(1000, gt=0, description="most subjects in one batchGet")

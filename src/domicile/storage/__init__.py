@@ -1,0 +1,1 @@
+"""Connections and schema migrations shared by every SQLite and PostgreSQL store."""

@@ -1,0 +1,75 @@
+"""Storage URLs: `sqlite:///path/file.db` or `postgresql://…/db?schema=name`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from domicile.errors import ConfigError
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class SqliteUrl:
+    """A SQLite database file."""
+
+    path: Path
+
+    def __str__(self) -> str:
+        return f"sqlite:///{self.path}"
+
+
+@dataclass(frozen=True)
+class PostgresUrl:
+    """A PostgreSQL database and the schema inside it that a store owns."""
+
+    dsn: str
+    schema: str
+
+    def __str__(self) -> str:
+        parts = urlsplit(self.dsn)
+        query = [*parse_qsl(parts.query), ("schema", self.schema)]
+        return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+StorageUrl = SqliteUrl | PostgresUrl
+
+
+def parse_storage_url(url: str, *, default_schema: str = "public") -> StorageUrl:
+    """Parse a storage URL; `{schema}` may be given as the `schema` query parameter."""
+    if url.startswith("sqlite:"):
+        rest = url[len("sqlite:") :]
+        if rest.startswith("///"):
+            rest = rest[2:]
+        elif rest.startswith("//"):
+            raise ConfigError(f"sqlite url `{url}` must be sqlite:///path or sqlite:path")
+        if not rest or rest == "/":
+            raise ConfigError(f"sqlite url `{url}` names no file")
+        return SqliteUrl(Path(rest))
+    if url.startswith(("postgresql://", "postgres://")):
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query)
+        schema = default_schema
+        kept = []
+        for key, value in query:
+            if key == "schema":
+                schema = value
+            else:
+                kept.append((key, value))
+        if not _SCHEMA_NAME.match(schema):
+            raise ConfigError(f"postgresql schema `{schema}` is not a lowercase identifier")
+        dsn = urlunsplit(parts._replace(query=urlencode(kept)))
+        return PostgresUrl(dsn=dsn, schema=schema)
+    raise ConfigError(f"storage url `{url}` is neither sqlite: nor postgresql://")
+
+
+def with_schema(url: StorageUrl, schema: str) -> StorageUrl:
+    """Return a PostgreSQL url with another schema; SQLite urls are returned unchanged."""
+    if isinstance(url, PostgresUrl):
+        if not _SCHEMA_NAME.match(schema):
+            raise ConfigError(f"postgresql schema `{schema}` is not a lowercase identifier")
+        return PostgresUrl(dsn=url.dsn, schema=schema)
+    return url

@@ -1,0 +1,1 @@
+"""A region's vault: sealed field values per subject, and tombstones once they are gone."""

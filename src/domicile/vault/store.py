@@ -1,0 +1,234 @@
+"""The vault of one region: sealed (encrypted) field values per subject, on SQLite or PostgreSQL.
+
+The vault stores only ciphertext made by `domicile.keys.envelope`; it never holds a key
+and cannot decrypt. Erasure and relocation leave a tombstone row (state, version, times)
+with no field values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from domicile.errors import SubjectErased, SubjectNotFound, VersionMismatch
+from domicile.storage.database import Database, Tx
+from domicile.storage.migrations import migrate
+
+
+class SubjectState(StrEnum):
+    """Life-cycle state of a subject in one vault."""
+
+    ACTIVE = "active"
+    ERASED = "erased"
+    RELOCATED = "relocated"
+
+
+@dataclass(frozen=True)
+class SealedRecord:
+    """A subject's row and the sealed values of the fields asked for."""
+
+    subject_id: str
+    region: str
+    version: int
+    catalog_version: str
+    created_at: str
+    updated_at: str
+    fields: dict[str, bytes] = field(default_factory=dict)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class Vault:
+    """One region's vault over a `Database` (a SQLite file or a PostgreSQL schema)."""
+
+    def __init__(self, region: str, db: Database) -> None:
+        self.region = region
+        self.db = db
+        migrate(db, "vault", "domicile.vault")
+        self._lock_clause = " FOR UPDATE" if db.dialect == "postgres" else ""
+
+    def insert(self, subject_id: str, sealed: Mapping[str, bytes], catalog_version: str) -> None:
+        """Store a new subject; Conflict if the id is active or erased here."""
+        self.insert_many([(subject_id, sealed)], catalog_version)
+
+    def insert_many(
+        self, records: Sequence[tuple[str, Mapping[str, bytes]]], catalog_version: str
+    ) -> None:
+        """Store new subjects in one transaction (all or none).
+
+        A tombstone left by an earlier relocation away from this region is replaced: the
+        subject is coming back. An erased or active subject is a Conflict.
+        """
+        now = _now()
+        ids = [subject_id for subject_id, _ in records]
+        with self.db.transaction() as tx:
+            for subject_id in ids:
+                tx.execute(
+                    "DELETE FROM subjects WHERE id = ? AND state = 'relocated'", (subject_id,)
+                )
+            tx.executemany(
+                "INSERT INTO subjects (id, state, version, catalog_version, created_at, updated_at)"
+                " VALUES (?, 'active', 1, ?, ?, ?)",
+                [(subject_id, catalog_version, now, now) for subject_id in ids],
+            )
+            tx.executemany(
+                "INSERT INTO fields (subject_id, name, sealed) VALUES (?, ?, ?)",
+                [
+                    (subject_id, name, value)
+                    for subject_id, sealed in records
+                    for name, value in sealed.items()
+                ],
+            )
+
+    def fetch(self, subject_id: str, names: Collection[str] | None = None) -> SealedRecord:
+        """Return a subject's record with the sealed values of `names` (all when None)."""
+        with self.db.transaction(write=False) as tx:
+            return self._fetch(tx, subject_id, names)
+
+    def fetch_many(
+        self, subject_ids: Sequence[str], names: Collection[str] | None = None
+    ) -> dict[str, SealedRecord | SubjectNotFound | SubjectErased]:
+        """Fetch several subjects in one transaction; misses are returned, not raised."""
+        out: dict[str, SealedRecord | SubjectNotFound | SubjectErased] = {}
+        with self.db.transaction(write=False) as tx:
+            for subject_id in subject_ids:
+                try:
+                    out[subject_id] = self._fetch(tx, subject_id, names)
+                except (SubjectNotFound, SubjectErased) as exc:
+                    out[subject_id] = exc
+        return out
+
+    def _fetch(self, tx: Tx, subject_id: str, names: Collection[str] | None) -> SealedRecord:
+        head = tx.execute(
+            "SELECT state, version, catalog_version, created_at, updated_at"
+            " FROM subjects WHERE id = ?",
+            (subject_id,),
+        ).fetchone()
+        record = self._record(subject_id, head)
+        if names is None:
+            rows = tx.execute(
+                "SELECT name, sealed FROM fields WHERE subject_id = ?", (subject_id,)
+            ).fetchall()
+        elif names:
+            marks = ", ".join("?" for _ in names)
+            rows = tx.execute(
+                f"SELECT name, sealed FROM fields WHERE subject_id = ? AND name IN ({marks})",
+                (subject_id, *names),
+            ).fetchall()
+        else:
+            rows = []
+        record.fields.update((str(r[0]), bytes(r[1])) for r in rows)
+        return record
+
+    def _record(self, subject_id: str, head: tuple[object, ...] | None) -> SealedRecord:
+        if head is None:
+            raise SubjectNotFound(f"subject `{subject_id}` is not in region `{self.region}`")
+        if head[0] != SubjectState.ACTIVE:
+            raise SubjectErased(f"subject `{subject_id}` was {head[0]} in region `{self.region}`")
+        return SealedRecord(
+            subject_id=subject_id,
+            region=self.region,
+            version=int(str(head[1])),
+            catalog_version=str(head[2]),
+            created_at=str(head[3]),
+            updated_at=str(head[4]),
+        )
+
+    def update(
+        self,
+        subject_id: str,
+        sealed: Mapping[str, bytes],
+        *,
+        remove: Collection[str] = (),
+        expected_version: int | None = None,
+    ) -> int:
+        """Set and remove fields atomically; return the new version.
+
+        With `expected_version`, the update happens only if the record is still at that
+        version (VersionMismatch otherwise), so read-modify-write clients lose no update.
+        """
+        with self.db.transaction() as tx:
+            head = tx.execute(
+                "SELECT state, version, catalog_version, created_at, updated_at"
+                " FROM subjects WHERE id = ?" + self._lock_clause,
+                (subject_id,),
+            ).fetchone()
+            record = self._record(subject_id, head)
+            if expected_version is not None and record.version != expected_version:
+                raise VersionMismatch(
+                    f"subject `{subject_id}` is at version {record.version}, "
+                    f"not {expected_version}"
+                )
+            new_version = record.version + 1
+            tx.execute(
+                "UPDATE subjects SET version = ?, updated_at = ? WHERE id = ?",
+                (new_version, _now(), subject_id),
+            )
+            tx.executemany(
+                "INSERT INTO fields (subject_id, name, sealed) VALUES (?, ?, ?)"
+                " ON CONFLICT (subject_id, name) DO UPDATE SET sealed = excluded.sealed",
+                [(subject_id, name, value) for name, value in sealed.items()],
+            )
+            tx.executemany(
+                "DELETE FROM fields WHERE subject_id = ? AND name = ?",
+                [(subject_id, name) for name in remove],
+            )
+        return new_version
+
+    def tombstone(self, subject_id: str, state: SubjectState) -> None:
+        """Delete every field value and leave a tombstone in `state` (erased or relocated)."""
+        if state is SubjectState.ACTIVE:
+            raise ValueError("a tombstone cannot be active")
+        with self.db.transaction() as tx:
+            head = tx.execute(
+                "SELECT state FROM subjects WHERE id = ?" + self._lock_clause, (subject_id,)
+            ).fetchone()
+            if head is None:
+                raise SubjectNotFound(f"subject `{subject_id}` is not in region `{self.region}`")
+            tx.execute("DELETE FROM fields WHERE subject_id = ?", (subject_id,))
+            tx.execute(
+                "UPDATE subjects SET state = ?, version = version + 1, updated_at = ?"
+                " WHERE id = ?",
+                (state.value, _now(), subject_id),
+            )
+
+    def discard(self, subject_id: str) -> None:
+        """Remove every trace of a subject that was never authoritative here (failed copy)."""
+        with self.db.transaction() as tx:
+            tx.execute("DELETE FROM fields WHERE subject_id = ?", (subject_id,))
+            tx.execute("DELETE FROM subjects WHERE id = ?", (subject_id,))
+
+    def state(self, subject_id: str) -> SubjectState | None:
+        """Return a subject's state here, or None if this vault never held it."""
+        with self.db.transaction(write=False) as tx:
+            row = tx.execute("SELECT state FROM subjects WHERE id = ?", (subject_id,)).fetchone()
+        return None if row is None else SubjectState(row[0])
+
+    def count(self, state: SubjectState = SubjectState.ACTIVE) -> int:
+        """Number of subjects in `state`."""
+        with self.db.transaction(write=False) as tx:
+            row = tx.execute("SELECT COUNT(*) FROM subjects WHERE state = ?", (state.value,))
+            return int(row.fetchone()[0])
+
+    def iter_ids(self, state: SubjectState = SubjectState.ACTIVE, page: int = 1000) -> Iterator[str]:
+        """Yield the ids of subjects in `state`, in id order, a page at a time."""
+        after = ""
+        while True:
+            with self.db.transaction(write=False) as tx:
+                rows = tx.execute(
+                    "SELECT id FROM subjects WHERE state = ? AND id > ? ORDER BY id LIMIT ?",
+                    (state.value, after, page),
+                ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield str(row[0])
+            after = str(rows[-1][0])
+
+    def close(self) -> None:
+        """Close the database."""
+        self.db.close()

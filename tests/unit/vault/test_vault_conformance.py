@@ -1,0 +1,167 @@
+"""The vault conformance suite: the same behaviour on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from domicile.errors import SubjectErased, SubjectNotFound, VersionMismatch
+from domicile.storage.database import open_database
+from domicile.storage.url import PostgresUrl, SqliteUrl
+from domicile.vault.store import SubjectState, Vault
+
+
+@pytest.fixture
+def vault(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Vault]:
+    if backend == "sqlite":
+        url: SqliteUrl | PostgresUrl = SqliteUrl(tmp_path / "vault.db")
+    else:
+        url = PostgresUrl(request.getfixturevalue("pg_dsn"), request.getfixturevalue("pg_prefix"))
+    v = Vault("eu-ie", open_database(url))
+    yield v
+    v.close()
+
+
+def test_insert_then_fetch_returns_sealed_values(vault: Vault) -> None:
+    vault.insert("a" * 32, {"email": b"\x01sealed-email", "phone": b"\x01sealed-phone"}, "v1")
+    record = vault.fetch("a" * 32)
+    assert record.fields == {"email": b"\x01sealed-email", "phone": b"\x01sealed-phone"}
+    assert record.version == 1
+    assert record.region == "eu-ie"
+    assert record.catalog_version == "v1"
+
+
+def test_fetch_selects_only_named_fields(vault: Vault) -> None:
+    vault.insert("a" * 32, {"email": b"e", "phone": b"p"}, "v1")
+    assert vault.fetch("a" * 32, ["phone"]).fields == {"phone": b"p"}
+    assert vault.fetch("a" * 32, []).fields == {}
+
+
+def test_unknown_subject_is_not_found(vault: Vault) -> None:
+    with pytest.raises(SubjectNotFound):
+        vault.fetch("b" * 32)
+    assert vault.state("b" * 32) is None
+
+
+def test_insert_twice_conflicts_and_keeps_the_first(vault: Vault) -> None:
+    from domicile.errors import Conflict
+
+    vault.insert("a" * 32, {"email": b"first"}, "v1")
+    with pytest.raises(Conflict):
+        vault.insert("a" * 32, {"email": b"second"}, "v1")
+    assert vault.fetch("a" * 32).fields == {"email": b"first"}
+
+
+def test_insert_many_is_all_or_nothing(vault: Vault) -> None:
+    from domicile.errors import Conflict
+
+    vault.insert("a" * 32, {"email": b"x"}, "v1")
+    with pytest.raises(Conflict):
+        vault.insert_many([("c" * 32, {"email": b"c"}), ("a" * 32, {"email": b"dup"})], "v1")
+    assert vault.state("c" * 32) is None
+
+
+def test_update_sets_removes_and_bumps_version(vault: Vault) -> None:
+    vault.insert("a" * 32, {"email": b"e", "phone": b"p"}, "v1")
+    version = vault.update("a" * 32, {"email": b"e2", "bio": b"b"}, remove=["phone"])
+    assert version == 2
+    record = vault.fetch("a" * 32)
+    assert record.fields == {"email": b"e2", "bio": b"b"}
+    assert record.version == 2
+
+
+def test_update_with_stale_version_changes_nothing(vault: Vault) -> None:
+    vault.insert("a" * 32, {"email": b"e"}, "v1")
+    vault.update("a" * 32, {"email": b"e2"}, expected_version=1)
+    with pytest.raises(VersionMismatch):
+        vault.update("a" * 32, {"email": b"e3"}, expected_version=1)
+    assert vault.fetch("a" * 32).fields == {"email": b"e2"}
+
+
+def test_tombstone_removes_values_and_refuses_reads(vault: Vault) -> None:
+    vault.insert("a" * 32, {"email": b"e"}, "v1")
+    vault.tombstone("a" * 32, SubjectState.ERASED)
+    assert vault.state("a" * 32) is SubjectState.ERASED
+    with pytest.raises(SubjectErased):
+        vault.fetch("a" * 32)
+    with pytest.raises(SubjectErased):
+        vault.update("a" * 32, {"email": b"x"})
+    assert vault.count(SubjectState.ERASED) == 1
+    assert vault.count() == 0
+
+
+def test_relocated_tombstone_is_replaced_when_the_subject_returns(vault: Vault) -> None:
+    vault.insert("a" * 32, {"email": b"old"}, "v1")
+    vault.tombstone("a" * 32, SubjectState.RELOCATED)
+    vault.insert("a" * 32, {"email": b"new"}, "v1")
+    assert vault.fetch("a" * 32).fields == {"email": b"new"}
+
+
+def test_erased_subject_cannot_be_reinserted(vault: Vault) -> None:
+    from domicile.errors import Conflict
+
+    vault.insert("a" * 32, {"email": b"old"}, "v1")
+    vault.tombstone("a" * 32, SubjectState.ERASED)
+    with pytest.raises(Conflict):
+        vault.insert("a" * 32, {"email": b"new"}, "v1")
+
+
+def test_fetch_many_reports_misses_per_id(vault: Vault) -> None:
+    vault.insert("a" * 32, {"email": b"e"}, "v1")
+    vault.insert("c" * 32, {"email": b"c"}, "v1")
+    vault.tombstone("c" * 32, SubjectState.ERASED)
+    out = vault.fetch_many(["a" * 32, "b" * 32, "c" * 32], ["email"])
+    assert out["a" * 32].fields == {"email": b"e"}  # type: ignore[union-attr]
+    assert isinstance(out["b" * 32], SubjectNotFound)
+    assert isinstance(out["c" * 32], SubjectErased)
+
+
+def test_iter_ids_pages_through_everything(vault: Vault) -> None:
+    ids = [f"{i:032x}" for i in range(25)]
+    vault.insert_many([(i, {"email": b"e"}) for i in ids], "v1")
+    assert list(vault.iter_ids(page=7)) == ids
+
+
+def test_discard_leaves_no_trace(vault: Vault) -> None:
+    vault.insert("a" * 32, {"email": b"e"}, "v1")
+    vault.discard("a" * 32)
+    assert vault.state("a" * 32) is None
+
+
+def test_reopening_keeps_data_and_schema_version(vault: Vault) -> None:
+    vault.insert("a" * 32, {"email": b"e"}, "v1")
+    again = Vault("eu-ie", open_database(vault.db.url))
+    try:
+        assert again.fetch("a" * 32).fields == {"email": b"e"}
+    finally:
+        again.close()
+
+
+def test_eight_concurrent_writers_lose_no_update(vault: Vault) -> None:
+    """Read-modify-write with expected versions: every increment lands exactly once."""
+    vault.insert("a" * 32, {"counter": b"0"}, "v1")
+    per_writer = 15
+
+    def writer() -> None:
+        done = 0
+        while done < per_writer:
+            record = vault.fetch("a" * 32)
+            value = int(record.fields["counter"]) + 1
+            try:
+                vault.update("a" * 32, {"counter": str(value).encode()},
+                             expected_version=record.version)
+            except VersionMismatch:
+                continue
+            done += 1
+
+    threads = [threading.Thread(target=writer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    record = vault.fetch("a" * 32)
+    assert int(record.fields["counter"]) == 8 * per_writer
+    assert record.version == 1 + 8 * per_writer
