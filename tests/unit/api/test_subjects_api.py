@@ -1,0 +1,152 @@
+"""The subject API end to end (in process), on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from domicile.runtime import Runtime
+from domicile.vault.store import SubjectState
+
+PERSON = {
+    "full_name": "Aoife Murphy",
+    "email": "aoife.murphy@example.org",
+    "phone": "+353861234567",
+    "birth_date": "1990-04-01",
+    "display_name": "Aoife",
+    "follower_count": 12,
+}
+
+
+def h(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def register(api: TestClient, token: str, country: str = "IE", **fields: object) -> dict:
+    response = api.post(
+        "/v1/subjects", json={"country": country, "fields": fields or PERSON}, headers=h(token)
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_register_read_update_export_erase(api: TestClient, tokens: dict[str, str]) -> None:
+    svc = h(tokens["svc"])
+    created = register(api, tokens["svc"])
+    assert created["home_region"] == "eu-ie"
+    sid = created["id"]
+
+    read = api.get(f"/v1/subjects/{sid}?fields=email,phone&purpose=support", headers=svc)
+    assert read.status_code == 200
+    assert read.json() == {
+        "id": sid,
+        "home_region": "eu-ie",
+        "version": 1,
+        "fields": {"email": "aoife.murphy@example.org", "phone": "+353861234567"},
+        "withheld": {},
+    }
+    assert read.headers["etag"] == '"1"'
+
+    patched = api.patch(
+        f"/v1/subjects/{sid}", json={"fields": {"email": "a.m@example.org", "phone": None}},
+        headers=svc,
+    )
+    assert patched.json() == {"id": sid, "version": 2}
+    after = api.get(f"/v1/subjects/{sid}?purpose=service", headers=svc).json()
+    assert after["fields"]["email"] == "a.m@example.org"
+    assert "phone" not in after["fields"]
+
+    export = api.get(f"/v1/subjects/{sid}/export", headers=svc).json()
+    assert export["fields"]["full_name"] == "Aoife Murphy"
+    assert export["home_region"] == "eu-ie" and export["version"] == 2
+
+    assert api.delete(f"/v1/subjects/{sid}", headers=svc).status_code == 204
+    gone = api.get(f"/v1/subjects/{sid}?purpose=service", headers=svc)
+    assert gone.status_code == 410
+    assert gone.headers["content-type"] == "application/problem+json"
+    assert gone.json()["code"] == "subject-erased"
+
+
+def test_if_match_protects_read_modify_write(api: TestClient, tokens: dict[str, str]) -> None:
+    svc = h(tokens["svc"])
+    sid = register(api, tokens["svc"])["id"]
+    ok = api.patch(f"/v1/subjects/{sid}", json={"fields": {"follower_count": 13}},
+                   headers={**svc, "If-Match": '"1"'})
+    assert ok.status_code == 200
+    stale = api.patch(f"/v1/subjects/{sid}", json={"fields": {"follower_count": 99}},
+                      headers={**svc, "If-Match": '"1"'})
+    assert stale.status_code == 412
+    fields = api.get(f"/v1/subjects/{sid}?purpose=service", headers=svc).json()["fields"]
+    assert fields["follower_count"] == 13
+
+
+def test_residency_each_subject_only_in_its_home_vault(
+    api: TestClient, tokens: dict[str, str], runtime: Runtime
+) -> None:
+    countries = ["IE", "DE", "FR", "ES", "IT", "PL", "NL", "SE", "NO", "DK", "FI", "IS", "GB",
+                 "CH", "US", "SG", "JP", "BR", "IN", "ZA", "AU", "CA"]
+    expected = {"IE": "eu-ie", "NO": "eu-no", "SE": "eu-no", "GB": "eu-ie", "US": "us",
+                "JP": "ap-sg", "BR": "ap-sg"}
+    placed = {}
+    for country in countries:
+        created = register(api, tokens["svc"], country)
+        placed[created["id"]] = created["home_region"]
+        if country in expected:
+            assert created["home_region"] == expected[country]
+    assert set(placed.values()) == {"eu-ie", "eu-no", "us", "ap-sg"}
+    for sid, home in placed.items():
+        for name, region in runtime.gateway.regions.items():
+            state = region.vault.state(sid)
+            assert state == (SubjectState.ACTIVE if name == home else None), (sid, name)
+    counts = {r["name"]: r["subjects"] for r in api.get("/v1/regions", headers=h(tokens["svc"])).json()}
+    assert sum(counts.values()) == len(countries)
+
+
+def test_batch_get_decides_each_record(api: TestClient, tokens: dict[str, str]) -> None:
+    svc = h(tokens["svc"])
+    a = register(api, tokens["svc"], "IE")["id"]
+    b = register(api, tokens["svc"], "US")["id"]
+    c = register(api, tokens["svc"], "NO")["id"]
+    api.delete(f"/v1/subjects/{c}", headers=svc)
+    body = {"ids": [a, "f" * 32, b, c, "not-an-id"], "fields": ["email"], "purpose": "support"}
+    items = api.post("/v1/subjects:batchGet", json=body, headers=svc).json()["items"]
+    assert [i["id"] for i in items] == body["ids"]
+    assert items[0]["subject"]["fields"] == {"email": PERSON["email"]}
+    assert items[2]["subject"]["home_region"] == "us"
+    assert items[1]["error"]["status"] == 404
+    assert items[3]["error"]["status"] == 410
+    assert items[4]["error"]["status"] == 404
+
+
+def test_admin_never_reads_personal_data(api: TestClient, tokens: dict[str, str]) -> None:
+    sid = register(api, tokens["svc"])["id"]
+    admin = h(tokens["admin"])
+    for response in (
+        api.get(f"/v1/subjects/{sid}?purpose=support", headers=admin),
+        api.get(f"/v1/subjects/{sid}/export", headers=admin),
+        api.post("/v1/subjects:batchGet", json={"ids": [sid], "purpose": "support"},
+                 headers=admin),
+    ):
+        assert response.status_code in (200, 403)
+        assert PERSON["email"] not in response.text
+    assert api.get(f"/v1/subjects/{sid}?purpose=support", headers=admin).status_code == 403
+    assert api.get("/v1/principals", headers=admin).status_code == 200
+    assert api.get("/v1/principals", headers=h(tokens["svc"])).status_code == 403
+
+
+def test_relocation_moves_copy_verifies_and_shreds(
+    api: TestClient, tokens: dict[str, str], runtime: Runtime
+) -> None:
+    svc = h(tokens["svc"])
+    sid = register(api, tokens["svc"], "IE")["id"]
+    moved = api.post(f"/v1/subjects/{sid}:relocate", json={"country": "US"}, headers=svc)
+    assert moved.json() == {"id": sid, "home_region": "us"}
+    regions = runtime.gateway.regions
+    assert regions["eu-ie"].vault.state(sid) is SubjectState.RELOCATED
+    assert regions["us"].vault.state(sid) is SubjectState.ACTIVE
+    read = api.get(f"/v1/subjects/{sid}?purpose=service", headers=svc).json()
+    assert read["home_region"] == "us"
+    assert read["fields"]["email"] == PERSON["email"]
+    back = api.post(f"/v1/subjects/{sid}:relocate", json={"country": "SE"}, headers=svc)
+    assert back.json()["home_region"] == "eu-no"
+    assert regions["us"].vault.state(sid) is SubjectState.RELOCATED
+    assert runtime.directory.pending() == []

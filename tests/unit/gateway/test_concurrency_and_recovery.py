@@ -1,0 +1,124 @@
+"""Concurrent writers lose nothing; crashes mid-registration or mid-relocation recover."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from domicile.errors import SubjectNotFound, VersionMismatch
+from domicile.gateway.relocation import recover, relocate
+from domicile.runtime import Runtime
+from domicile.vault.store import SubjectState
+
+
+def test_eight_concurrent_writers_through_the_gateway(
+    runtime: Runtime, tokens: dict[str, str]
+) -> None:
+    gw = runtime.gateway
+    svc = gw.authenticate(tokens["svc"])
+    sid, _ = gw.register(svc, "IE", {"email": "w@example.org", "like_count": 0})
+    per_writer = 10
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(per_writer):
+                # Each writer owns a field (no conflict) and shares a counter (conflicts).
+                gw.update(svc, sid, {"bio": f"writer {n} step {i}"})
+                while True:
+                    view = gw.read(svc, sid, ["like_count"], "service")
+                    try:
+                        gw.update(svc, sid, {"like_count": view.fields["like_count"] + 1},
+                                  expected_version=view.version)
+                        break
+                    except VersionMismatch:
+                        continue
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    view = gw.read(svc, sid, None, "service")
+    assert view.fields["like_count"] == 8 * per_writer
+    assert view.fields["email"] == "w@example.org"
+    assert view.version == 1 + 2 * 8 * per_writer
+
+
+class Crash(BaseException):
+    """Stands for the process dying at a chosen step."""
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("step", ["create_data_keys", "insert_many"])
+def test_crash_during_registration_leaves_nothing(
+    runtime: Runtime, tokens: dict[str, str], step: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = runtime.gateway
+    svc = gw.authenticate(tokens["svc"])
+    region = gw.regions["eu-ie"]
+    target = region.custodian if step == "create_data_keys" else region.vault
+    original = getattr(target, step)
+
+    def crash_after(*args: object, **kwargs: object) -> object:
+        original(*args, **kwargs)
+        raise Crash
+
+    monkeypatch.setattr(target, step, crash_after)
+    monkeypatch.setattr(gw.directory, "forget", lambda ids: None)  # the process is dead
+    with pytest.raises(Crash):
+        gw.register(svc, "IE", {"email": "c@example.org"})
+    monkeypatch.undo()
+    assert len(runtime.directory.pending()) == 1
+    assert recover(gw) == 1
+    assert runtime.directory.pending() == []
+    assert region.vault.count() == 0
+    assert region.vault.count(SubjectState.ERASED) == 0
+
+
+STEPS = ["insert", "fetch", "switch_home", "destroy_data_key", "tombstone"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("step", STEPS)
+def test_crash_during_relocation_ends_in_exactly_one_vault(
+    runtime: Runtime, tokens: dict[str, str], step: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = runtime.gateway
+    svc = gw.authenticate(tokens["svc"])
+    sid, _ = gw.register(svc, "IE", {"email": "m@example.org", "display_name": "M"})
+    origin, target = gw.regions["eu-ie"], gw.regions["us"]
+    owner = {
+        "insert": target.vault, "fetch": target.vault, "switch_home": gw.directory,
+        "destroy_data_key": origin.custodian, "tombstone": origin.vault,
+    }[step]
+    original = getattr(owner, step)
+
+    def crash(*args: object, **kwargs: object) -> object:
+        # The step completes, then the process dies (for `fetch`: the copy's read-back).
+        original(*args, **kwargs)
+        raise Crash
+
+    monkeypatch.setattr(owner, step, crash)
+    monkeypatch.setattr(gw.directory, "settle_move", lambda sid: None)  # dead before cleanup
+    with pytest.raises(Crash):
+        relocate(gw, svc, sid, "US")
+    monkeypatch.undo()
+    recover(gw)
+    assert runtime.directory.pending() == []
+    home = runtime.directory.lookup(sid).home_region
+    states = {name: r.vault.state(sid) for name, r in gw.regions.items()}
+    active = [name for name, state in states.items() if state is SubjectState.ACTIVE]
+    assert active == [home]
+    view = gw.read(svc, sid, None, "service")
+    assert view.fields == {"email": "m@example.org", "display_name": "M"}
+
+
+def test_unknown_subject_relocation_is_404(runtime: Runtime, tokens: dict[str, str]) -> None:
+    svc = runtime.gateway.authenticate(tokens["svc"])
+    with pytest.raises(SubjectNotFound):
+        relocate(runtime.gateway, svc, "0" * 32, "US")

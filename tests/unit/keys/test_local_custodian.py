@@ -1,0 +1,68 @@
+"""The local custodian: keys created, unwrapped, destroyed; wrapped keys bound to subject."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from domicile.errors import Conflict, IntegrityError, KeyDestroyed
+from domicile.keys.custodian import Authorization
+from domicile.keys.local import LocalCustodian
+
+AUTH = Authorization("d1", "test")
+
+
+def test_create_unwrap_destroy(tmp_path: Path) -> None:
+    custodian = LocalCustodian("eu-ie", tmp_path / "keys")
+    keys = custodian.create_data_keys(["s1", "s2"], AUTH)
+    assert custodian.unwrap_data_key("s1", AUTH) == keys["s1"]
+    assert keys["s1"] != keys["s2"]
+    custodian.destroy_data_key("s1", AUTH)
+    with pytest.raises(KeyDestroyed):
+        custodian.unwrap_data_key("s1", AUTH)
+    assert custodian.unwrap_data_key("s2", AUTH) == keys["s2"]
+    custodian.close()
+
+
+def test_live_key_is_never_replaced(tmp_path: Path) -> None:
+    custodian = LocalCustodian("eu-ie", tmp_path / "keys")
+    first = custodian.create_data_keys(["s1"], AUTH)["s1"]
+    with pytest.raises(Conflict):
+        custodian.create_data_keys(["s1"], AUTH)
+    assert custodian.unwrap_data_key("s1", AUTH) == first
+    custodian.close()
+
+
+def test_kek_file_is_private_and_reused(tmp_path: Path) -> None:
+    custodian = LocalCustodian("eu-ie", tmp_path / "keys")
+    key = custodian.create_data_keys(["s1"], AUTH)["s1"]
+    custodian.close()
+    kek = next((tmp_path / "keys").glob("kek-*.key"))
+    assert stat.S_IMODE(kek.stat().st_mode) == 0o600
+    again = LocalCustodian("eu-ie", tmp_path / "keys")
+    assert again.unwrap_data_key("s1", AUTH) == key
+    again.close()
+
+
+def test_wrapped_key_moved_to_another_subject_does_not_unwrap(tmp_path: Path) -> None:
+    custodian = LocalCustodian("eu-ie", tmp_path / "keys")
+    custodian.create_data_keys(["s1", "s2"], AUTH)
+    with custodian._db.transaction() as tx:
+        wrapped = tx.execute("SELECT wrapped FROM data_keys WHERE subject_id='s1'").fetchone()[0]
+        tx.execute("UPDATE data_keys SET wrapped = ? WHERE subject_id = 's2'", (wrapped,))
+    with pytest.raises(IntegrityError):
+        custodian.unwrap_data_key("s2", AUTH)
+    custodian.close()
+
+
+def test_destroyed_key_leaves_no_bytes_on_disk(tmp_path: Path) -> None:
+    custodian = LocalCustodian("eu-ie", tmp_path / "keys")
+    custodian.create_data_keys(["s1"], AUTH)
+    with custodian._db.transaction() as tx:
+        wrapped = bytes(tx.execute("SELECT wrapped FROM data_keys").fetchone()[0])
+    custodian.destroy_data_key("s1", AUTH)
+    custodian.close()
+    for path in (tmp_path / "keys").iterdir():
+        assert wrapped not in path.read_bytes(), path.name
