@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -143,8 +142,9 @@ def principals_list(data_dir: Path | None, as_json: bool) -> None:
 
     table = Table("id", "entity", "country", "roles", "created", "revoked")
     for p in rows:
-        table.add_row(p.id, p.entity, p.country, ",".join(sorted(p.roles)), p.created_at,
-                      p.revoked_at or "")
+        table.add_row(
+            p.id, p.entity, p.country, ",".join(sorted(p.roles)), p.created_at, p.revoked_at or ""
+        )
     Console().print(table)
 
 

@@ -17,14 +17,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _connection(func: F) -> F:
     func = click.option(
-        "--url", envvar="DOMICILE_URL", default="http://127.0.0.1:8080", show_default=True,
+        "--url",
+        envvar="DOMICILE_URL",
+        default="http://127.0.0.1:8080",
+        show_default=True,
         help="gateway url ($DOMICILE_URL)",
     )(func)
-    func = click.option("--token", envvar="DOMICILE_TOKEN", default=None,
-                        help="bearer token ($DOMICILE_TOKEN)")(func)
+    func = click.option(
+        "--token", envvar="DOMICILE_TOKEN", default=None, help="bearer token ($DOMICILE_TOKEN)"
+    )(func)
     return click.option(
-        "--token-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-        default=None, help="file holding the bearer token",
+        "--token-file",
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        default=None,
+        help="file holding the bearer token",
     )(func)
 
 
@@ -77,8 +83,14 @@ def subjects() -> None:
 @click.option("--field", "pairs", multiple=True, help="name=value (repeatable)")
 @click.option("--json", "as_json", default=None, help="fields as a JSON object")
 @_connection
-def register(country: str, pairs: tuple[str, ...], as_json: str | None, url: str,
-             token: str | None, token_file: Path | None) -> None:
+def register(
+    country: str,
+    pairs: tuple[str, ...],
+    as_json: str | None,
+    url: str,
+    token: str | None,
+    token_file: Path | None,
+) -> None:
     """Register a person; prints their id and home region."""
     with _client(url, token, token_file) as client:
         subject_id, region = client.register(country, _fields(pairs, as_json))
@@ -90,8 +102,14 @@ def register(country: str, pairs: tuple[str, ...], as_json: str | None, url: str
 @click.option("--purpose", required=True, help="declared purpose of the read")
 @click.option("--fields", default=None, help="comma-separated field names (default: all)")
 @_connection
-def get(subject_id: str, purpose: str, fields: str | None, url: str, token: str | None,
-        token_file: Path | None) -> None:
+def get(
+    subject_id: str,
+    purpose: str,
+    fields: str | None,
+    url: str,
+    token: str | None,
+    token_file: Path | None,
+) -> None:
     """Read a subject's fields."""
     names = [f for f in fields.split(",") if f] if fields else None
     with _client(url, token, token_file) as client:
@@ -105,8 +123,15 @@ def get(subject_id: str, purpose: str, fields: str | None, url: str, token: str 
 @click.option("--json", "as_json", default=None, help="fields as a JSON object")
 @click.option("--if-version", type=int, default=None, help="only if still at this version")
 @_connection
-def update(subject_id: str, pairs: tuple[str, ...], as_json: str | None, if_version: int | None,
-           url: str, token: str | None, token_file: Path | None) -> None:
+def update(
+    subject_id: str,
+    pairs: tuple[str, ...],
+    as_json: str | None,
+    if_version: int | None,
+    url: str,
+    token: str | None,
+    token_file: Path | None,
+) -> None:
     """Update fields of a subject."""
     with _client(url, token, token_file) as client:
         version = client.update(subject_id, _fields(pairs, as_json), if_version=if_version)
@@ -126,8 +151,9 @@ def export(subject_id: str, url: str, token: str | None, token_file: Path | None
 @click.argument("subject_id")
 @click.option("--country", required=True, help="the subject's new country")
 @_connection
-def relocate(subject_id: str, country: str, url: str, token: str | None,
-             token_file: Path | None) -> None:
+def relocate(
+    subject_id: str, country: str, url: str, token: str | None, token_file: Path | None
+) -> None:
     """Move a subject to the home region of its new country."""
     with _client(url, token, token_file) as client:
         _echo({"id": subject_id, "home_region": client.relocate(subject_id, country)})
@@ -141,5 +167,3 @@ def erase(subject_id: str, url: str, token: str | None, token_file: Path | None)
     with _client(url, token, token_file) as client:
         client.erase(subject_id)
     _echo({"id": subject_id, "erased": True})
-
-

@@ -95,9 +95,7 @@ class Client:
         data = body.json()
         return str(data["id"]), str(data["home_region"])
 
-    def get(
-        self, subject_id: str, *, purpose: str, fields: Sequence[str] | None = None
-    ) -> Subject:
+    def get(self, subject_id: str, *, purpose: str, fields: Sequence[str] | None = None) -> Subject:
         """Read a subject's fields for a declared purpose."""
         params = {"purpose": purpose}
         if fields is not None:

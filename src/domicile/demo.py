@@ -7,6 +7,7 @@ example.org, phone numbers in the reserved-for-fiction style; nothing is real.
 from __future__ import annotations
 
 import random
+import unicodedata
 from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
@@ -36,7 +37,8 @@ def demo_person(rng: random.Random) -> tuple[str, dict[str, Any]]:
     """One synthetic person: (country, catalog fields)."""
     country = rng.choice(DEMO_COUNTRIES)
     first, last = rng.choice(_FIRST), rng.choice(_LAST)
-    handle = f"{first.lower()}.{rng.randrange(10**6):06d}"
+    ascii_first = unicodedata.normalize("NFKD", first).encode("ascii", "ignore").decode()
+    handle = f"{ascii_first.lower()}.{rng.randrange(10**6):06d}"
     born = date(1950, 1, 1) + timedelta(days=rng.randrange(365 * 55))
     return country, {
         "full_name": f"{first} {last}",

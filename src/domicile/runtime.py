@@ -123,4 +123,3 @@ def open_runtime(settings: Settings) -> Runtime:
     )
     recover(gateway)
     return Runtime(settings, topology, catalog, gateway, principals, directory)
-

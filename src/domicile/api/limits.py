@@ -64,12 +64,14 @@ class BodyLimit:
             {
                 "type": "http.response.start",
                 "status": 413,
-                "headers": [(b"content-type", MEDIA_TYPE.encode()),
-                            (b"content-length", str(len(body)).encode())],
+                "headers": [
+                    (b"content-type", MEDIA_TYPE.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": body})
 
 
-class _TooLarge(BaseException):  # noqa: N818 - must pass FastAPI's `except Exception`
+class _TooLarge(BaseException):
     """Raised inside the app when the streamed body passes the limit."""

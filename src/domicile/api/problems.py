@@ -74,20 +74,28 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         where = ".".join(str(p) for p in err.get("loc", ()))
         parts.append(f"`{where}`: {err.get('msg', 'invalid')}".lower())
     detail = "; ".join(parts) or "request is not valid"
-    return problem(400, errors.InvalidInput.code, errors.InvalidInput.title, detail, request.url.path)
+    return problem(
+        400, errors.InvalidInput.code, errors.InvalidInput.title, detail, request.url.path
+    )
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-    return problem(exc.status_code, code, str(exc.detail).lower(), str(exc.detail).lower(),
-                   request.url.path)
+    return problem(
+        exc.status_code, code, str(exc.detail).lower(), str(exc.detail).lower(), request.url.path
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
-    return problem(500, "internal-error", "internal error", "the server failed; nothing was changed",
-                   request.url.path)
+    return problem(
+        500,
+        "internal-error",
+        "internal error",
+        "the server failed; nothing was changed",
+        request.url.path,
+    )
 
 
 def install(app: FastAPI) -> None:

@@ -13,8 +13,8 @@ from domicile.api.models import (
     BatchItem,
     BatchItemError,
     ExportBody,
-    Registered,
     RegisterBody,
+    Registered,
     RelocateBody,
     Relocated,
     SubjectBody,
@@ -53,7 +53,7 @@ def _expected_version(if_match: str | None) -> int | None:
         return None
     tag = if_match.strip().removeprefix("W/").strip('"')
     if not tag.isdigit():
-        raise InvalidInput(f"`If-Match` must be a version etag like \"3\", not `{if_match[:40]}`")
+        raise InvalidInput(f'`If-Match` must be a version etag like "3", not `{if_match[:40]}`')
     return int(tag)
 
 

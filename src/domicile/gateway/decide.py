@@ -45,7 +45,9 @@ class RoleDecider:
         roles = request.principal.roles
         if request.action is Action.ADMINISTER:
             if "admin" in roles:
-                return Decision(decision_id, True, "role `admin` administers", policy_ids=("admin",))
+                return Decision(
+                    decision_id, True, "role `admin` administers", policy_ids=("admin",)
+                )
             return self._deny(decision_id, request, "only role `admin` administers")
         if request.action not in _SUBJECT_ACTIONS:
             return self._deny(decision_id, request, f"action `{request.action}` is not allowed")

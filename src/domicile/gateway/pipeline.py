@@ -178,7 +178,7 @@ class Gateway:
         self.directory.activate([subject_id for subject_id, _ in placed])
         self.recorder.record(
             [
-                self.make_event(*decisions[region], subject_id, "register", values)
+                self.make_event(*decisions[region], subject_id, "register", sorted(values))
                 for region, batch in prepared.items()
                 for subject_id, values in batch
             ]
@@ -243,7 +243,9 @@ class Gateway:
         home = self.directory.lookup(subject_id).home_region
         request = AccessRequest(principal, Action.READ, home, subject_id, names, purpose)
         decision = self.decide(request, subject_id)
-        return self._read_one(request, decision, subject_id, self._fetch(home, subject_id, decision))
+        return self._read_one(
+            request, decision, subject_id, self._fetch(home, subject_id, decision)
+        )
 
     def _fetch(self, region: str, subject_id: str, decision: Decision) -> SealedRecord:
         return self.regions[region].vault.fetch(subject_id, decision.allowed_fields)
@@ -256,7 +258,9 @@ class Gateway:
             key = self._unwrap(request.region, subject_id, decision, Action.READ)
             values = self.open_values(request.region, subject_id, key, record.fields)
         shown = self.transformer.transform(request, values)
-        self.recorder.record([self.make_event(request, decision, subject_id, "read", sorted(shown))])
+        self.recorder.record(
+            [self.make_event(request, decision, subject_id, "read", sorted(shown))]
+        )
         return SubjectView(subject_id, request.region, record.version, shown, decision.withheld)
 
     def _unwrap(self, region: str, subject_id: str, decision: Decision, action: Action) -> bytes:
@@ -291,8 +295,10 @@ class Gateway:
         records: dict[str, SealedRecord | DomicileError] = {}
         for region, ids in by_region.items():
             records.update(self.regions[region].vault.fetch_many(ids, names))
-        return [self._batch_item(principal, sid, entries, records, names, purpose)
-                for sid in subject_ids]
+        return [
+            self._batch_item(principal, sid, entries, records, names, purpose)
+            for sid in subject_ids
+        ]
 
     def _batch_item(
         self,
@@ -350,7 +356,9 @@ class Gateway:
         version = self.regions[home].vault.update(
             subject_id, sealed, remove=remove, expected_version=expected_version
         )
-        self.recorder.record([self.make_event(request, decision, subject_id, "update", sorted(names))])
+        self.recorder.record(
+            [self.make_event(request, decision, subject_id, "update", sorted(names))]
+        )
         return version
 
     def export(self, principal: Principal, subject_id: str, purpose: str | None) -> SubjectExport:
@@ -369,7 +377,9 @@ class Gateway:
         values = self.transformer.transform(
             request, self.open_values(home, subject_id, key, record.fields)
         )
-        self.recorder.record([self.make_event(request, decision, subject_id, "export", sorted(values))])
+        self.recorder.record(
+            [self.make_event(request, decision, subject_id, "export", sorted(values))]
+        )
         return SubjectExport(
             subject_id,
             home,

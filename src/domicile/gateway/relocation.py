@@ -41,7 +41,9 @@ def relocate(gateway: Gateway, principal: Principal, subject_id: str, country: s
         )
         key = target.custodian.create_data_keys([subject_id], auth)[subject_id]
         target.vault.insert(
-            subject_id, gateway.seal_values(destination, subject_id, key, values), record.catalog_version
+            subject_id,
+            gateway.seal_values(destination, subject_id, key, values),
+            record.catalog_version,
         )
         copy = target.vault.fetch(subject_id)
         if gateway.open_values(destination, subject_id, key, copy.fields) != values:

@@ -9,8 +9,8 @@ implementing this protocol; nothing else changes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 

@@ -17,7 +17,7 @@ from domicile.errors import AuthenticationError, Conflict, InvalidInput, Princip
 from domicile.storage.database import Database, Tx
 from domicile.storage.migrations import migrate
 
-TOKEN_PREFIX = "dom_"
+TOKEN_PREFIX = "dom_"  # noqa: S105 - a public prefix, not a secret
 ROLES = frozenset({"admin", "service", "officer", "analyst", "engineer", "support", "approver"})
 _TOKEN = re.compile(r"^dom_[A-Za-z0-9_-]{43}$")
 _PRINCIPAL_ID = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,127}$")

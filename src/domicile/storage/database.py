@@ -53,8 +53,13 @@ class Tx(Protocol):
 class Database(Protocol):
     """A SQLite file or a PostgreSQL schema."""
 
-    dialect: Dialect
-    url: StorageUrl
+    @property
+    def dialect(self) -> Dialect:
+        """Which SQL dialect the statements run in."""
+
+    @property
+    def url(self) -> StorageUrl:
+        """Where the database is."""
 
     def transaction(self, *, write: bool = True) -> AbstractContextManager[Tx]:
         """Run a block in one transaction; commit on success, roll back on error."""

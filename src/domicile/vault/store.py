@@ -160,8 +160,7 @@ class Vault:
             record = self._record(subject_id, head)
             if expected_version is not None and record.version != expected_version:
                 raise VersionMismatch(
-                    f"subject `{subject_id}` is at version {record.version}, "
-                    f"not {expected_version}"
+                    f"subject `{subject_id}` is at version {record.version}, not {expected_version}"
                 )
             new_version = record.version + 1
             tx.execute(
@@ -191,8 +190,7 @@ class Vault:
                 raise SubjectNotFound(f"subject `{subject_id}` is not in region `{self.region}`")
             tx.execute("DELETE FROM fields WHERE subject_id = ?", (subject_id,))
             tx.execute(
-                "UPDATE subjects SET state = ?, version = version + 1, updated_at = ?"
-                " WHERE id = ?",
+                "UPDATE subjects SET state = ?, version = version + 1, updated_at = ? WHERE id = ?",
                 (state.value, _now(), subject_id),
             )
 
@@ -214,7 +212,9 @@ class Vault:
             row = tx.execute("SELECT COUNT(*) FROM subjects WHERE state = ?", (state.value,))
             return int(row.fetchone()[0])
 
-    def iter_ids(self, state: SubjectState = SubjectState.ACTIVE, page: int = 1000) -> Iterator[str]:
+    def iter_ids(
+        self, state: SubjectState = SubjectState.ACTIVE, page: int = 1000
+    ) -> Iterator[str]:
         """Yield the ids of subjects in `state`, in id order, a page at a time."""
         after = ""
         while True:

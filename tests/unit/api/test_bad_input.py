@@ -22,18 +22,31 @@ def _total(runtime: Runtime) -> int:
     ("body", "status", "code", "says"),
     [
         ({"country": "IE", "fields": {"shoe_size": 44}}, 400, "unknown-field", "shoe_size"),
-        ({"country": "IE", "fields": {"email": "not-an-email"}}, 422, "invalid-field-value",
-         "email"),
-        ({"country": "IE", "fields": {"follower_count": "many"}}, 422, "invalid-field-value",
-         "follower_count"),
+        (
+            {"country": "IE", "fields": {"email": "not-an-email"}},
+            422,
+            "invalid-field-value",
+            "email",
+        ),
+        (
+            {"country": "IE", "fields": {"follower_count": "many"}},
+            422,
+            "invalid-field-value",
+            "follower_count",
+        ),
         ({"country": "XX", "fields": GOOD}, 400, "unknown-country", "XX"),
         ({"country": "IE"}, 400, "invalid-input", "fields"),
         ({"country": "IE", "fields": GOOD, "extra": 1}, 400, "invalid-input", "extra"),
     ],
 )
 def test_bad_registration_is_a_problem_and_writes_nothing(
-    api: TestClient, tokens: dict[str, str], runtime: Runtime,
-    body: dict, status: int, code: str, says: str,
+    api: TestClient,
+    tokens: dict[str, str],
+    runtime: Runtime,
+    body: dict,
+    status: int,
+    code: str,
+    says: str,
 ) -> None:
     response = api.post("/v1/subjects", json=body, headers=h(tokens["svc"]))
     assert response.status_code == status, response.text
@@ -57,8 +70,11 @@ def test_oversize_body_is_413(api: TestClient, tokens: dict[str, str], runtime: 
 
 
 def test_oversize_field_is_413(api: TestClient, tokens: dict[str, str], runtime: Runtime) -> None:
-    response = api.post("/v1/subjects", json={"country": "IE", "fields": {"bio": "x" * 70_000}},
-                        headers=h(tokens["svc"]))
+    response = api.post(
+        "/v1/subjects",
+        json={"country": "IE", "fields": {"bio": "x" * 70_000}},
+        headers=h(tokens["svc"]),
+    )
     assert response.status_code == 413
     assert _total(runtime) == 0
 
@@ -80,8 +96,9 @@ def test_bad_tokens_are_401(api: TestClient, headers: dict[str, str], says: str)
 
 
 def test_revoked_token_is_401(api: TestClient, tokens: dict[str, str], runtime: Runtime) -> None:
-    response = api.post("/v1/subjects", json={"country": "IE", "fields": GOOD},
-                        headers=h(tokens["revoked"]))
+    response = api.post(
+        "/v1/subjects", json={"country": "IE", "fields": GOOD}, headers=h(tokens["revoked"])
+    )
     assert response.status_code == 401
     assert "revoked" in response.json()["detail"]
     assert _total(runtime) == 0
@@ -111,27 +128,33 @@ def test_read_needs_a_purpose_and_known_fields(api: TestClient, tokens: dict[str
     sid = api.post("/v1/subjects", json={"country": "IE", "fields": GOOD}, headers=svc).json()["id"]
     assert api.get(f"/v1/subjects/{sid}", headers=svc).status_code == 400
     bad = api.get(f"/v1/subjects/{sid}?purpose=service&fields=email,shoe_size", headers=svc)
-    assert bad.status_code == 400 and "shoe_size" in bad.json()["detail"]
+    assert bad.status_code == 400
+    assert "shoe_size" in bad.json()["detail"]
     assert api.get(f"/v1/subjects/{sid}?purpose=curiosity", headers=svc).status_code == 403
 
 
 def test_bad_update_writes_nothing(api: TestClient, tokens: dict[str, str]) -> None:
     svc = h(tokens["svc"])
     sid = api.post("/v1/subjects", json={"country": "IE", "fields": GOOD}, headers=svc).json()["id"]
-    response = api.patch(f"/v1/subjects/{sid}",
-                         json={"fields": {"display_name": "Changed", "email": "broken"}},
-                         headers=svc)
+    response = api.patch(
+        f"/v1/subjects/{sid}",
+        json={"fields": {"display_name": "Changed", "email": "broken"}},
+        headers=svc,
+    )
     assert response.status_code == 422
     after = api.get(f"/v1/subjects/{sid}?purpose=service", headers=svc).json()
-    assert after["fields"]["display_name"] == "Lukas" and after["version"] == 1
+    assert after["fields"]["display_name"] == "Lukas"
+    assert after["version"] == 1
 
 
 def test_erased_subject_refuses_every_operation(api: TestClient, tokens: dict[str, str]) -> None:
     svc = h(tokens["svc"])
     sid = api.post("/v1/subjects", json={"country": "IE", "fields": GOOD}, headers=svc).json()["id"]
     assert api.delete(f"/v1/subjects/{sid}", headers=svc).status_code == 204
-    assert api.patch(f"/v1/subjects/{sid}", json={"fields": {"bio": "x"}},
-                     headers=svc).status_code == 410
+    assert (
+        api.patch(f"/v1/subjects/{sid}", json={"fields": {"bio": "x"}}, headers=svc).status_code
+        == 410
+    )
     assert api.get(f"/v1/subjects/{sid}/export", headers=svc).status_code == 410
     assert api.delete(f"/v1/subjects/{sid}", headers=svc).status_code == 410
 
@@ -144,6 +167,10 @@ def test_unknown_route_is_a_problem(api: TestClient) -> None:
 
 def test_openapi_describes_the_contract(api: TestClient) -> None:
     paths = api.get("/openapi.json").json()["paths"]
-    for path in ("/v1/subjects", "/v1/subjects/{subject_id}", "/v1/subjects/{subject_id}/export",
-                 "/v1/subjects:batchGet"):
+    for path in (
+        "/v1/subjects",
+        "/v1/subjects/{subject_id}",
+        "/v1/subjects/{subject_id}/export",
+        "/v1/subjects:batchGet",
+    ):
         assert path in paths

@@ -47,7 +47,8 @@ def test_register_read_update_export_erase(api: TestClient, tokens: dict[str, st
     assert read.headers["etag"] == '"1"'
 
     patched = api.patch(
-        f"/v1/subjects/{sid}", json={"fields": {"email": "a.m@example.org", "phone": None}},
+        f"/v1/subjects/{sid}",
+        json={"fields": {"email": "a.m@example.org", "phone": None}},
         headers=svc,
     )
     assert patched.json() == {"id": sid, "version": 2}
@@ -57,7 +58,8 @@ def test_register_read_update_export_erase(api: TestClient, tokens: dict[str, st
 
     export = api.get(f"/v1/subjects/{sid}/export", headers=svc).json()
     assert export["fields"]["full_name"] == "Aoife Murphy"
-    assert export["home_region"] == "eu-ie" and export["version"] == 2
+    assert export["home_region"] == "eu-ie"
+    assert export["version"] == 2
 
     assert api.delete(f"/v1/subjects/{sid}", headers=svc).status_code == 204
     gone = api.get(f"/v1/subjects/{sid}?purpose=service", headers=svc)
@@ -69,11 +71,17 @@ def test_register_read_update_export_erase(api: TestClient, tokens: dict[str, st
 def test_if_match_protects_read_modify_write(api: TestClient, tokens: dict[str, str]) -> None:
     svc = h(tokens["svc"])
     sid = register(api, tokens["svc"])["id"]
-    ok = api.patch(f"/v1/subjects/{sid}", json={"fields": {"follower_count": 13}},
-                   headers={**svc, "If-Match": '"1"'})
+    ok = api.patch(
+        f"/v1/subjects/{sid}",
+        json={"fields": {"follower_count": 13}},
+        headers={**svc, "If-Match": '"1"'},
+    )
     assert ok.status_code == 200
-    stale = api.patch(f"/v1/subjects/{sid}", json={"fields": {"follower_count": 99}},
-                      headers={**svc, "If-Match": '"1"'})
+    stale = api.patch(
+        f"/v1/subjects/{sid}",
+        json={"fields": {"follower_count": 99}},
+        headers={**svc, "If-Match": '"1"'},
+    )
     assert stale.status_code == 412
     fields = api.get(f"/v1/subjects/{sid}?purpose=service", headers=svc).json()["fields"]
     assert fields["follower_count"] == 13
@@ -82,10 +90,39 @@ def test_if_match_protects_read_modify_write(api: TestClient, tokens: dict[str, 
 def test_residency_each_subject_only_in_its_home_vault(
     api: TestClient, tokens: dict[str, str], runtime: Runtime
 ) -> None:
-    countries = ["IE", "DE", "FR", "ES", "IT", "PL", "NL", "SE", "NO", "DK", "FI", "IS", "GB",
-                 "CH", "US", "SG", "JP", "BR", "IN", "ZA", "AU", "CA"]
-    expected = {"IE": "eu-ie", "NO": "eu-no", "SE": "eu-no", "GB": "eu-ie", "US": "us",
-                "JP": "ap-sg", "BR": "ap-sg"}
+    countries = [
+        "IE",
+        "DE",
+        "FR",
+        "ES",
+        "IT",
+        "PL",
+        "NL",
+        "SE",
+        "NO",
+        "DK",
+        "FI",
+        "IS",
+        "GB",
+        "CH",
+        "US",
+        "SG",
+        "JP",
+        "BR",
+        "IN",
+        "ZA",
+        "AU",
+        "CA",
+    ]
+    expected = {
+        "IE": "eu-ie",
+        "NO": "eu-no",
+        "SE": "eu-no",
+        "GB": "eu-ie",
+        "US": "us",
+        "JP": "ap-sg",
+        "BR": "ap-sg",
+    }
     placed = {}
     for country in countries:
         created = register(api, tokens["svc"], country)
@@ -97,7 +134,9 @@ def test_residency_each_subject_only_in_its_home_vault(
         for name, region in runtime.gateway.regions.items():
             state = region.vault.state(sid)
             assert state == (SubjectState.ACTIVE if name == home else None), (sid, name)
-    counts = {r["name"]: r["subjects"] for r in api.get("/v1/regions", headers=h(tokens["svc"])).json()}
+    counts = {
+        r["name"]: r["subjects"] for r in api.get("/v1/regions", headers=h(tokens["svc"])).json()
+    }
     assert sum(counts.values()) == len(countries)
 
 
@@ -123,8 +162,7 @@ def test_admin_never_reads_personal_data(api: TestClient, tokens: dict[str, str]
     for response in (
         api.get(f"/v1/subjects/{sid}?purpose=support", headers=admin),
         api.get(f"/v1/subjects/{sid}/export", headers=admin),
-        api.post("/v1/subjects:batchGet", json={"ids": [sid], "purpose": "support"},
-                 headers=admin),
+        api.post("/v1/subjects:batchGet", json={"ids": [sid], "purpose": "support"}, headers=admin),
     ):
         assert response.status_code in (200, 403)
         assert PERSON["email"] not in response.text

@@ -58,8 +58,9 @@ def test_no_plaintext_at_rest(
 ) -> None:
     svc = h(tokens["svc"])
     for country in ("IE", "US", "SG", "NO"):
-        response = api.post("/v1/subjects", json={"country": country, "fields": MARKERS},
-                            headers=svc)
+        response = api.post(
+            "/v1/subjects", json={"country": country, "fields": MARKERS}, headers=svc
+        )
         assert response.status_code == 201
     needles = _needles()
     files = [p for p in settings.data_dir.rglob("*") if p.is_file()]
@@ -69,8 +70,9 @@ def test_no_plaintext_at_rest(
         hits = [n for n in needles if n in data]
         assert not hits, f"plaintext in {path.relative_to(settings.data_dir)}"
     if settings.storage_url:
-        dump = _pg_dump_text(request.getfixturevalue("pg_dsn"),
-                             request.getfixturevalue("pg_prefix"))
+        dump = _pg_dump_text(
+            request.getfixturevalue("pg_dsn"), request.getfixturevalue("pg_prefix")
+        )
         assert dump  # the scan saw the tables
         for needle in needles:
             assert needle.decode("latin-1") not in dump
@@ -81,8 +83,9 @@ def test_erasure_makes_an_old_backup_unreadable(
     api: TestClient, tokens: dict[str, str], settings: Settings, runtime: Runtime, tmp_path: Path
 ) -> None:
     svc = h(tokens["svc"])
-    sid = api.post("/v1/subjects", json={"country": "IE", "fields": MARKERS},
-                   headers=svc).json()["id"]
+    sid = api.post("/v1/subjects", json={"country": "IE", "fields": MARKERS}, headers=svc).json()[
+        "id"
+    ]
     vault_file = settings.data_dir / "regions" / "eu-ie" / "vault.db"
     runtime.gateway.regions["eu-ie"].vault.db.checkpoint()  # type: ignore[attr-defined]
     backup = tmp_path / "backup.db"
@@ -104,8 +107,9 @@ def test_ciphertext_swapped_between_subjects_is_detected(
 ) -> None:
     svc = h(tokens["svc"])
     a = api.post("/v1/subjects", json={"country": "IE", "fields": MARKERS}, headers=svc).json()
-    b = api.post("/v1/subjects", json={"country": "IE", "fields": {"email": "b@example.org"}},
-                 headers=svc).json()
+    b = api.post(
+        "/v1/subjects", json={"country": "IE", "fields": {"email": "b@example.org"}}, headers=svc
+    ).json()
     vault = runtime.gateway.regions["eu-ie"].vault
     stolen = vault.fetch(a["id"], ["email"]).fields["email"]
     vault.update(b["id"], {"email": stolen})
@@ -113,6 +117,7 @@ def test_ciphertext_swapped_between_subjects_is_detected(
     assert response.status_code == 500
     assert MARKERS["email"] not in response.text
     key = runtime.gateway.regions["eu-ie"].custodian.unwrap_data_key(
-        b["id"], Authorization("t", "t"))
+        b["id"], Authorization("t", "t")
+    )
     with pytest.raises(IntegrityError):
         open_sealed(key, stolen, field_aad(b["id"], "eu-ie", "email"))

@@ -29,8 +29,12 @@ def test_eight_concurrent_writers_through_the_gateway(
                 while True:
                     view = gw.read(svc, sid, ["like_count"], "service")
                     try:
-                        gw.update(svc, sid, {"like_count": view.fields["like_count"] + 1},
-                                  expected_version=view.version)
+                        gw.update(
+                            svc,
+                            sid,
+                            {"like_count": view.fields["like_count"] + 1},
+                            expected_version=view.version,
+                        )
                         break
                     except VersionMismatch:
                         continue
@@ -93,8 +97,11 @@ def test_crash_during_relocation_ends_in_exactly_one_vault(
     sid, _ = gw.register(svc, "IE", {"email": "m@example.org", "display_name": "M"})
     origin, target = gw.regions["eu-ie"], gw.regions["us"]
     owner = {
-        "insert": target.vault, "fetch": target.vault, "switch_home": gw.directory,
-        "destroy_data_key": origin.custodian, "tombstone": origin.vault,
+        "insert": target.vault,
+        "fetch": target.vault,
+        "switch_home": gw.directory,
+        "destroy_data_key": origin.custodian,
+        "tombstone": origin.vault,
     }[step]
     original = getattr(owner, step)
 

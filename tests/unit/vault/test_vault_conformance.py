@@ -151,8 +151,9 @@ def test_eight_concurrent_writers_lose_no_update(vault: Vault) -> None:
             record = vault.fetch("a" * 32)
             value = int(record.fields["counter"]) + 1
             try:
-                vault.update("a" * 32, {"counter": str(value).encode()},
-                             expected_version=record.version)
+                vault.update(
+                    "a" * 32, {"counter": str(value).encode()}, expected_version=record.version
+                )
             except VersionMismatch:
                 continue
             done += 1
