@@ -43,7 +43,9 @@ def parse_storage_url(url: str, *, default_schema: str = "public") -> StorageUrl
     if url.startswith("sqlite:"):
         rest = url[len("sqlite:") :]
         if rest.startswith("///"):
-            rest = rest[2:]
+            # sqlite:///abs/path (empty authority); a filled-in absolute {data_dir} may
+            # add more slashes, which name the same root.
+            rest = "/" + rest.lstrip("/")
         elif rest.startswith("//"):
             raise ConfigError(f"sqlite url `{url}` must be sqlite:///path or sqlite:path")
         if not rest or rest == "/":

@@ -1,0 +1,1 @@
+"""The data catalog: each field's category, type, validation, size limit and transform."""
