@@ -6,18 +6,24 @@ Nothing is built at import time; `open_runtime(settings)` does it all and
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from domicile import __version__
 from domicile.catalog.catalog import Catalog, load_catalog
 from domicile.errors import ConfigError
 from domicile.gateway.decide import RoleDecider
 from domicile.gateway.pipeline import Gateway, RegionRuntime
-from domicile.gateway.record import UnrecordedEvents
+from domicile.gateway.record import LedgerRecorder
 from domicile.gateway.relocation import recover
+from domicile.gateway.request import Event
 from domicile.gateway.transform import InRegion
 from domicile.keys.custodian import Custodian
 from domicile.keys.local import LocalCustodian
+from domicile.ledger.keys import load_or_create_signer
+from domicile.ledger.log import RegionLog
+from domicile.ledger.sequencer import Checkpointer, Sequencer
 from domicile.principals.store import PrincipalStore
 from domicile.residency.directory import SubjectDirectory
 from domicile.residency.topology import Region, Topology, load_topology
@@ -43,9 +49,14 @@ class Runtime:
     gateway: Gateway
     principals: PrincipalStore
     directory: SubjectDirectory
+    logs: dict[str, RegionLog]
+    checkpointer: Checkpointer
 
     def close(self) -> None:
-        """Close every database and custodian."""
+        """Sign a last checkpoint, then close every database and custodian."""
+        self.checkpointer.stop()
+        for region_log in self.logs.values():
+            region_log.db.close()
         for region in self.gateway.regions.values():
             region.close()
         self.directory.db.close()
@@ -89,6 +100,53 @@ def open_custodian(region: Region, settings: Settings) -> Custodian:
     raise ConfigError(f"custodian `{url}` of region `{region.name}` is not supported")
 
 
+def ledger_storage(region: Region, settings: Settings) -> StorageUrl:
+    """A region's log lives beside its vault: `ledger.db` next to the SQLite file, or the
+    same PostgreSQL schema (its own tables)."""
+    url = region_storage(region, settings)
+    if isinstance(url, SqliteUrl):
+        return SqliteUrl(url.path.with_name("ledger.db"))
+    return url
+
+
+def open_log(region: Region, settings: Settings) -> RegionLog:
+    """Open a region's log with its signing key (made on first start)."""
+    origin = f"{settings.log_origin}/{region.name}"
+    key_file = settings.data_dir.resolve() / "regions" / region.name / "log.key"
+    signer = load_or_create_signer(key_file, origin)
+    return RegionLog(origin, open_database(ledger_storage(region, settings)), signer)
+
+
+def build_digest() -> str:
+    """SHA-256 over the files of the installed `domicile` package (path and content)."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix != ".pyc"):
+        digest.update(str(path.relative_to(root)).encode() + b"\x00")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _start_events(topology: Topology, catalog: Catalog) -> list[Event]:
+    build = build_digest()
+    events: list[Event] = []
+    for name in topology.regions:
+        events.append(Event("gateway-build", name, {"digest": build, "version": __version__}))
+        events.append(
+            Event(
+                "catalog-version",
+                name,
+                {
+                    "version": catalog.version,
+                    "digest": catalog.digest(),
+                    "topology_version": topology.version,
+                    "topology_digest": topology.digest(),
+                },
+            )
+        )
+    return events
+
+
 def open_principals(settings: Settings) -> PrincipalStore:
     """Open the principal store alone (for the CLI's `principals` commands)."""
     return PrincipalStore(open_database(control_storage(settings)))
@@ -109,6 +167,7 @@ def open_runtime(settings: Settings) -> Runtime:
         )
         for name, region in topology.regions.items()
     }
+    logs = {name: open_log(region, settings) for name, region in topology.regions.items()}
     gateway = Gateway(
         topology=topology,
         catalog=catalog,
@@ -117,9 +176,13 @@ def open_runtime(settings: Settings) -> Runtime:
         principals=principals,
         decider=RoleDecider(),
         transformer=InRegion(),
-        recorder=UnrecordedEvents(),
+        recorder=LedgerRecorder({name: Sequencer(log) for name, log in logs.items()}),
         max_field_bytes=settings.max_field_bytes,
         max_batch_ids=settings.max_batch_ids,
     )
+    gateway.record(_start_events(topology, catalog))
     recover(gateway)
-    return Runtime(settings, topology, catalog, gateway, principals, directory)
+    checkpointer = Checkpointer(list(logs.values()), settings.checkpoint_interval)
+    checkpointer.sign_all()
+    checkpointer.start()
+    return Runtime(settings, topology, catalog, gateway, principals, directory, logs, checkpointer)

@@ -28,3 +28,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, gt=0, description="largest request body accepted")
     max_field_bytes: int = Field(65_536, gt=0, description="largest single field value accepted")
     max_batch_ids: int = Field(1000, gt=0, description="most subjects in one batchGet")
+    log_origin: str = Field(
+        "domicile.local/log",
+        pattern=r"^[a-z0-9][a-z0-9.-]*(/[a-z0-9._-]+)*$",
+        description="origin prefix of the region logs; each log's origin is `<prefix>/<region>`",
+    )
+    checkpoint_interval: float = Field(1.0, gt=0, description="seconds between checkpoints")

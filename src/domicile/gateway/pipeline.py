@@ -1,12 +1,17 @@
 """The gateway pipeline: every operation on a subject goes authenticate → decide →
-custody → vault → transform → record, and is served only by the subject's home region.
+record → custody → vault → transform, and is served only by the subject's home region.
+
+The decision is made durable in the region's ledger before any key is unwrapped or
+any value leaves, and the custodian is shown the decision's ledger index: a request
+that cannot be recorded is not served.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from domicile.catalog.catalog import Catalog, JsonValue
 from domicile.errors import (
@@ -69,10 +74,60 @@ class SubjectExport:
     fields: dict[str, JsonValue]
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """A decision that is durable in the ledger, at `index`."""
+
+    request: AccessRequest
+    decision: Decision
+    index: int
+
+    def authorization(self) -> Authorization:
+        """What the custodian is shown for this decision."""
+        return Authorization(self.decision.decision_id, self.request.action, self.index)
+
+
+def is_subject_id(subject_id: str) -> bool:
+    """True for ids that can have been issued (32 lowercase hex digits)."""
+    return len(subject_id) == 32 and _UUID_HEX.issuperset(subject_id)
+
+
 def check_subject_id(subject_id: str) -> None:
-    """Refuse ids that cannot have been issued (32 lowercase hex digits)."""
-    if len(subject_id) != 32 or not _UUID_HEX.issuperset(subject_id):
+    """Refuse ids that cannot have been issued."""
+    if not is_subject_id(subject_id):
         raise SubjectNotFound(f"no subject `{subject_id[:64]}`")
+
+
+def decision_event(request: AccessRequest, decision: Decision, subject_ref: str | None) -> Event:
+    """The ledger record of a decision, shaped like an OPA decision log (masked input)."""
+    principal = request.principal
+    return Event(
+        "decision",
+        request.region,
+        {
+            "decision_id": decision.decision_id,
+            "action": request.action.value,
+            "result": "allow" if decision.allowed else "deny",
+            "reason": decision.reason,
+            "policy_ids": list(decision.policy_ids),
+            "input": {
+                "principal": {
+                    "id": principal.id,
+                    "entity": principal.entity,
+                    "country": principal.country,
+                    "roles": sorted(principal.roles),
+                },
+                "resource": {
+                    "region": request.region,
+                    "subject_ref": subject_ref,
+                    "fields": sorted(request.fields),
+                },
+                "context": {"purpose": request.purpose},
+            },
+            "allowed_fields": sorted(decision.allowed_fields),
+            "withheld": dict(sorted(decision.withheld.items())),
+        },
+    )
 
 
 class Gateway:
@@ -103,42 +158,48 @@ class Gateway:
         self.max_field_bytes = max_field_bytes
         self.max_batch_ids = max_batch_ids
 
-    # -- authenticate ---------------------------------------------------------------
+    # -- authenticate, decide, record ----------------------------------------------------
 
     def authenticate(self, token: str) -> Principal:
         """Return the principal a bearer token belongs to."""
         return self.principals.authenticate(token)
 
-    # -- decide -------------------------------------------------------------------
+    def subject_ref(self, region: str, subject_id: str) -> str:
+        """The subject's keyed reference in `region`'s ledger."""
+        return self.regions[region].custodian.subject_ref(subject_id)
 
-    def decide(self, request: AccessRequest, subject_id: str | None = None) -> Decision:
-        """Decide, record a denial, and raise AccessDenied when nothing is allowed."""
-        decision = self.decider.decide(request)
-        if not decision.allowed:
-            self.recorder.record([self.make_event(request, decision, subject_id, "denied")])
-            raise AccessDenied(decision.reason)
-        return decision
+    def record_decisions(
+        self, items: Sequence[tuple[AccessRequest, str | None]], decisions: Sequence[Decision]
+    ) -> list[Recorded]:
+        """Record decisions (allows and denials) in one batch; return them with their indices."""
+        events = [
+            decision_event(
+                request, decision, self.subject_ref(request.region, sid) if sid else None
+            )
+            for (request, sid), decision in zip(items, decisions, strict=True)
+        ]
+        indices = self.recorder.record(events)
+        return [
+            Recorded(request, decision, index)
+            for (request, _), decision, index in zip(items, decisions, indices, strict=True)
+        ]
 
-    @staticmethod
-    def make_event(
-        request: AccessRequest,
-        decision: Decision,
-        subject_id: str | None,
-        kind: str,
-        fields: Sequence[str] = (),
-    ) -> Event:
-        return Event(
-            kind=kind,
-            region=request.region,
-            principal_id=request.principal.id,
-            decision_id=decision.decision_id,
-            subject_id=subject_id,
-            fields=tuple(sorted(fields)),
-            purpose=request.purpose,
-            allowed=decision.allowed,
-        )
+    def decide_all(self, items: Sequence[tuple[AccessRequest, str | None]]) -> list[Recorded]:
+        """Decide requests and record every decision; callers raise or report denials."""
+        return self.record_decisions(items, [self.decider.decide(r) for r, _ in items])
 
-    # -- register -------------------------------------------------------------------
+    def decide(self, request: AccessRequest, subject_id: str | None = None) -> Recorded:
+        """Decide and record one request; AccessDenied unless allowed."""
+        recorded = self.decide_all([(request, subject_id)])[0]
+        if not recorded.decision.allowed:
+            raise AccessDenied(recorded.decision.reason)
+        return recorded
+
+    def record(self, events: Sequence[Event]) -> list[int]:
+        """Record events other than decisions (erasure, relocation, …)."""
+        return self.recorder.record(events)
+
+    # -- register -----------------------------------------------------------------------
 
     def register(
         self, principal: Principal, country: str, values: Mapping[str, object]
@@ -151,55 +212,63 @@ class Gateway:
     ) -> list[tuple[str, str]]:
         """Register subjects in their home regions, one transaction per store and region.
 
-        All input is validated before anything is written; then the directory reserves
-        the ids, each region's custodian makes data keys, the vault stores the sealed
-        values, and the directory activates the ids. A crash in between leaves only
-        reservations, which `recover` undoes.
+        All input is validated and every registration decided before anything is
+        written. Then the directory reserves the ids, the custodians make data keys,
+        the decisions are recorded, the vaults store the sealed values, and the
+        directory activates the ids. A crash in between leaves only reservations,
+        which `recover` undoes.
         """
-        prepared: dict[str, list[tuple[str, dict[str, JsonValue]]]] = {}
-        placed: list[tuple[str, str]] = []
+        prepared: list[tuple[str, str, dict[str, JsonValue]]] = []
         for country, values in people:
             region = self.topology.home_region(country)
             normalised = self.catalog.validate(values, max_field_bytes=self.max_field_bytes)
-            subject_id = uuid.uuid4().hex
-            prepared.setdefault(region, []).append((subject_id, normalised))
-            placed.append((subject_id, region))
-        decisions: dict[str, tuple[AccessRequest, Decision]] = {}
-        for region in prepared:
-            request = AccessRequest(principal, Action.REGISTER, region)
-            decisions[region] = (request, self.decide(request))
+            prepared.append((uuid.uuid4().hex, region, normalised))
+        requests = [
+            AccessRequest(principal, Action.REGISTER, region, sid, frozenset(values))
+            for sid, region, values in prepared
+        ]
+        decisions = [self.decider.decide(r) for r in requests]
+        denied = next((d for d in decisions if not d.allowed), None)
+        if denied is not None:
+            self.record_decisions([(r, None) for r in requests], decisions)
+            raise AccessDenied(denied.reason)
+        placed = [(sid, region) for sid, region, _ in prepared]
         self.directory.reserve(placed)
         try:
-            for region, batch in prepared.items():
-                self._store_new(region, batch, decisions[region][1])
+            self._store_new(prepared, requests, decisions)
         except BaseException:
-            self.directory.forget([subject_id for subject_id, _ in placed])
+            self.directory.forget([sid for sid, _ in placed])
             raise
-        self.directory.activate([subject_id for subject_id, _ in placed])
-        self.recorder.record(
-            [
-                self.make_event(*decisions[region], subject_id, "register", sorted(values))
-                for region, batch in prepared.items()
-                for subject_id, values in batch
-            ]
-        )
+        self.directory.activate([sid for sid, _ in placed])
         return placed
 
     def _store_new(
-        self, region: str, batch: list[tuple[str, dict[str, JsonValue]]], decision: Decision
+        self,
+        prepared: list[tuple[str, str, dict[str, JsonValue]]],
+        requests: list[AccessRequest],
+        decisions: list[Decision],
     ) -> None:
-        runtime = self.regions[region]
-        auth = Authorization(decision.decision_id, Action.REGISTER)
-        keys = runtime.custodian.create_data_keys([sid for sid, _ in batch], auth)
-        records = [
-            (subject_id, self.seal_values(region, subject_id, keys[subject_id], values))
-            for subject_id, values in batch
-        ]
-        runtime.vault.insert_many(records, self.catalog.version)
+        by_region: dict[str, list[tuple[str, dict[str, JsonValue]]]] = {}
+        for sid, region, values in prepared:
+            by_region.setdefault(region, []).append((sid, values))
+        keys: dict[str, bytes] = {}
+        for region, batch in by_region.items():
+            auth = Authorization("registration", Action.REGISTER)
+            keys.update(
+                self.regions[region].custodian.create_data_keys([s for s, _ in batch], auth)
+            )
+        # The keys exist now, so each decision carries the subject's keyed reference.
+        self.record_decisions([(r, r.subject_id) for r in requests], decisions)
+        for region, batch in by_region.items():
+            records = [(sid, self.seal_values(region, sid, keys[sid], v)) for sid, v in batch]
+            self.regions[region].vault.insert_many(records, self.catalog.version)
+
+    # -- sealing ------------------------------------------------------------------------
 
     def seal_values(
         self, region: str, subject_id: str, key: bytes, values: Mapping[str, JsonValue]
     ) -> dict[str, bytes]:
+        """Encrypt values for one subject, bound to subject, region and field."""
         return {
             name: seal(key, self.catalog.encode(name, value), field_aad(subject_id, region, name))
             for name, value in values.items()
@@ -208,6 +277,7 @@ class Gateway:
     def open_values(
         self, region: str, subject_id: str, key: bytes, sealed: Mapping[str, bytes]
     ) -> dict[str, JsonValue]:
+        """Decrypt one subject's sealed values."""
         return {
             name: self.catalog.decode(
                 name, open_sealed(key, blob, field_aad(subject_id, region, name))
@@ -215,7 +285,16 @@ class Gateway:
             for name, blob in sealed.items()
         }
 
-    # -- read -----------------------------------------------------------------------
+    def unwrap(self, recorded: Recorded, subject_id: str) -> bytes:
+        """The subject's data key, against a recorded allow decision."""
+        try:
+            return self.regions[recorded.request.region].custodian.unwrap_data_key(
+                subject_id, recorded.authorization()
+            )
+        except KeyDestroyed as exc:
+            raise SubjectErased(f"subject `{subject_id}` was erased") from exc
+
+    # -- read ---------------------------------------------------------------------------
 
     def _requested_fields(self, fields: Sequence[str] | None) -> frozenset[str]:
         if fields is None:
@@ -224,7 +303,8 @@ class Gateway:
             self.catalog.field(name)  # raises UnknownField
         return frozenset(fields)
 
-    def _require_purpose(self, purpose: str | None) -> str:
+    @staticmethod
+    def _require_purpose(purpose: str | None) -> str:
         if not purpose:
             raise InvalidInput("a read must declare its `purpose`")
         return purpose
@@ -242,34 +322,19 @@ class Gateway:
         purpose = self._require_purpose(purpose)
         home = self.directory.lookup(subject_id).home_region
         request = AccessRequest(principal, Action.READ, home, subject_id, names, purpose)
-        decision = self.decide(request, subject_id)
-        return self._read_one(
-            request, decision, subject_id, self._fetch(home, subject_id, decision)
-        )
+        recorded = self.decide(request, subject_id)
+        record = self.regions[home].vault.fetch(subject_id, recorded.decision.allowed_fields)
+        return self._view(recorded, record)
 
-    def _fetch(self, region: str, subject_id: str, decision: Decision) -> SealedRecord:
-        return self.regions[region].vault.fetch(subject_id, decision.allowed_fields)
-
-    def _read_one(
-        self, request: AccessRequest, decision: Decision, subject_id: str, record: SealedRecord
-    ) -> SubjectView:
+    def _view(self, recorded: Recorded, record: SealedRecord) -> SubjectView:
         values: dict[str, JsonValue] = {}
         if record.fields:
-            key = self._unwrap(request.region, subject_id, decision, Action.READ)
-            values = self.open_values(request.region, subject_id, key, record.fields)
-        shown = self.transformer.transform(request, values)
-        self.recorder.record(
-            [self.make_event(request, decision, subject_id, "read", sorted(shown))]
+            key = self.unwrap(recorded, record.subject_id)
+            values = self.open_values(record.region, record.subject_id, key, record.fields)
+        shown = self.transformer.transform(recorded.request, values)
+        return SubjectView(
+            record.subject_id, record.region, record.version, shown, recorded.decision.withheld
         )
-        return SubjectView(subject_id, request.region, record.version, shown, decision.withheld)
-
-    def _unwrap(self, region: str, subject_id: str, decision: Decision, action: Action) -> bytes:
-        try:
-            return self.regions[region].custodian.unwrap_data_key(
-                subject_id, Authorization(decision.decision_id, action)
-            )
-        except KeyDestroyed as exc:
-            raise SubjectErased(f"subject `{subject_id}` was erased") from exc
 
     def batch_get(
         self,
@@ -278,56 +343,65 @@ class Gateway:
         fields: Sequence[str] | None,
         purpose: str | None,
     ) -> list[SubjectView | DomicileError]:
-        """Read many subjects, each decided on its own; failures are returned per id."""
+        """Read many subjects, each decided and recorded on its own; failures come per id."""
         if len(subject_ids) > self.max_batch_ids:
             raise InvalidInput(
                 f"a batch holds at most {self.max_batch_ids} ids, not {len(subject_ids)}"
             )
         names = self._requested_fields(fields)
         purpose = self._require_purpose(purpose)
-        entries = self.directory.lookup_many(
-            [sid for sid in subject_ids if len(sid) == 32 and _UUID_HEX.issuperset(sid)]
-        )
+        entries = self.directory.lookup_many([s for s in subject_ids if is_subject_id(s)])
+        items: list[tuple[AccessRequest, str | None]] = []
+        for sid in dict.fromkeys(subject_ids):
+            entry = entries.get(sid)
+            if entry is not None and entry.state == "active":
+                request = AccessRequest(
+                    principal, Action.READ, entry.home_region, sid, names, purpose
+                )
+                items.append((request, sid))
+        recorded = {r.request.subject_id: r for r in self.decide_all(items)}
+        records = self._fetch_allowed(recorded)
+        out: list[SubjectView | DomicileError] = []
+        for sid in subject_ids:
+            out.append(self._batch_item(sid, entries, recorded, records))
+        return out
+
+    def _fetch_allowed(
+        self, recorded: Mapping[str | None, Recorded]
+    ) -> dict[str, SealedRecord | DomicileError]:
         by_region: dict[str, list[str]] = {}
-        for sid, entry in entries.items():
-            if entry.state == "active":
-                by_region.setdefault(entry.home_region, []).append(sid)
+        for sid, rec in recorded.items():
+            if sid is not None and rec.decision.allowed:
+                by_region.setdefault(rec.request.region, []).append(sid)
         records: dict[str, SealedRecord | DomicileError] = {}
         for region, ids in by_region.items():
-            records.update(self.regions[region].vault.fetch_many(ids, names))
-        return [
-            self._batch_item(principal, sid, entries, records, names, purpose)
-            for sid in subject_ids
-        ]
+            records.update(self.regions[region].vault.fetch_many(ids, None))
+        return records
 
     def _batch_item(
         self,
-        principal: Principal,
-        subject_id: str,
-        entries: Mapping[str, object],
+        sid: str,
+        entries: Mapping[str, Any],
+        recorded: Mapping[str | None, Recorded],
         records: Mapping[str, SealedRecord | DomicileError],
-        names: frozenset[str],
-        purpose: str,
     ) -> SubjectView | DomicileError:
-        found = records.get(subject_id)
-        if found is None:
-            return (
-                SubjectErased(f"subject `{subject_id}` was erased")
-                if subject_id in entries
-                else SubjectNotFound(f"no subject `{subject_id[:64]}`")
-            )
+        if sid not in entries:
+            return SubjectNotFound(f"no subject `{sid[:64]}`")
+        rec = recorded.get(sid)
+        if rec is None:
+            return SubjectErased(f"subject `{sid}` was erased")
+        if not rec.decision.allowed:
+            return AccessDenied(rec.decision.reason)
+        found = records[sid]
         if isinstance(found, DomicileError):
             return found
-        request = AccessRequest(principal, Action.READ, found.region, subject_id, names, purpose)
+        allowed = {k: v for k, v in found.fields.items() if k in rec.decision.allowed_fields}
         try:
-            decision = self.decide(request, subject_id)
-            allowed = {k: v for k, v in found.fields.items() if k in decision.allowed_fields}
-            trimmed = SealedRecord(**{**found.__dict__, "fields": allowed})
-            return self._read_one(request, decision, subject_id, trimmed)
-        except (AccessDenied, SubjectErased) as exc:
+            return self._view(rec, replace(found, fields=allowed))
+        except SubjectErased as exc:
             return exc
 
-    # -- update, export, erase ------------------------------------------------------------
+    # -- update, export, erase ----------------------------------------------------------
 
     def update(
         self,
@@ -348,18 +422,13 @@ class Gateway:
             {k: v for k, v in values.items() if v is not None}, max_field_bytes=self.max_field_bytes
         )
         home = self.directory.lookup(subject_id).home_region
-        names = frozenset(values)
-        request = AccessRequest(principal, Action.WRITE, home, subject_id, names)
-        decision = self.decide(request, subject_id)
-        key = self._unwrap(home, subject_id, decision, Action.WRITE)
+        request = AccessRequest(principal, Action.WRITE, home, subject_id, frozenset(values))
+        recorded = self.decide(request, subject_id)
+        key = self.unwrap(recorded, subject_id)
         sealed = self.seal_values(home, subject_id, key, normalised)
-        version = self.regions[home].vault.update(
+        return self.regions[home].vault.update(
             subject_id, sealed, remove=remove, expected_version=expected_version
         )
-        self.recorder.record(
-            [self.make_event(request, decision, subject_id, "update", sorted(names))]
-        )
-        return version
 
     def export(self, principal: Principal, subject_id: str, purpose: str | None) -> SubjectExport:
         """Return everything held about a subject (the right of access)."""
@@ -368,17 +437,14 @@ class Gateway:
         home = self.directory.lookup(subject_id).home_region
         names = frozenset(self.catalog.fields)
         request = AccessRequest(principal, Action.EXPORT, home, subject_id, names, purpose)
-        decision = self.decide(request, subject_id)
-        if decision.allowed_fields != names:
+        recorded = self.decide(request, subject_id)
+        if recorded.decision.allowed_fields != names:
             # An export is all or nothing: a partial one would mislead the person.
             raise AccessDenied("export needs every field of the catalog to be allowed")
         record = self.regions[home].vault.fetch(subject_id)
-        key = self._unwrap(home, subject_id, decision, Action.EXPORT)
+        key = self.unwrap(recorded, subject_id)
         values = self.transformer.transform(
             request, self.open_values(home, subject_id, key, record.fields)
-        )
-        self.recorder.record(
-            [self.make_event(request, decision, subject_id, "export", sorted(values))]
         )
         return SubjectExport(
             subject_id,
@@ -395,10 +461,19 @@ class Gateway:
         check_subject_id(subject_id)
         home = self.directory.lookup(subject_id).home_region
         request = AccessRequest(principal, Action.ERASE, home, subject_id)
-        decision = self.decide(request, subject_id)
+        recorded = self.decide(request, subject_id)
+        ref = self.subject_ref(home, subject_id)  # before the material is shredded
         runtime = self.regions[home]
         # Shred first: once the key is gone every copy is unreadable, whatever fails next.
-        runtime.custodian.destroy_data_key(subject_id, Authorization(decision.decision_id, "erase"))
+        runtime.custodian.destroy_data_key(subject_id, recorded.authorization())
         runtime.vault.tombstone(subject_id, SubjectState.ERASED)
         self.directory.mark_erased(subject_id)
-        self.recorder.record([self.make_event(request, decision, subject_id, "erase")])
+        self.record(
+            [
+                Event(
+                    "erasure",
+                    home,
+                    {"subject_ref": ref, "decision_id": recorded.decision.decision_id},
+                )
+            ]
+        )

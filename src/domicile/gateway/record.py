@@ -1,34 +1,51 @@
-"""The record step: every event of a region goes to its ledger before the answer leaves.
+"""The record step: events reach the region's ledger before an answer leaves the gateway.
 
-The region ledger arrives with its own issue; until then `UnrecordedEvents` keeps the
-seam and counts what would have been written, so wiring it later changes no caller.
+A recorder returns each event's ledger index only once it is durable; if it cannot
+record, it raises RecordingFailed and the request is not served.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Protocol
 
+from domicile.errors import RecordingFailed
 from domicile.gateway.request import Event
+from domicile.ledger.entry import encode_entry
+from domicile.ledger.sequencer import Sequencer
 
 
 class Recorder(Protocol):
-    """Makes events durable; raises RecordingFailed when it cannot."""
+    """Makes events durable."""
 
-    def record(self, events: Sequence[Event]) -> None:
-        """Record events; return only once they are durable."""
+    def record(self, events: Sequence[Event]) -> list[int]:
+        """Record events; return their ledger indices once durable."""
 
 
-class UnrecordedEvents:
-    """A recorder that only counts events by kind (no ledger is configured yet)."""
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self._lock = threading.Lock()
 
-    def record(self, events: Sequence[Event]) -> None:
-        """Count the events."""
-        with self._lock:
-            self.counts.update(e.kind for e in events)
+class LedgerRecorder:
+    """Appends events to their region's log through that region's sequencer."""
+
+    def __init__(self, sequencers: Mapping[str, Sequencer]) -> None:
+        self.sequencers = sequencers
+
+    def record(self, events: Sequence[Event]) -> list[int]:
+        """Encode and append events, one group-committed batch per region."""
+        time = _now()
+        by_region: dict[str, list[tuple[int, bytes]]] = {}
+        for position, event in enumerate(events):
+            entry = encode_entry(event.kind, event.region, time, event.attributes)
+            by_region.setdefault(event.region, []).append((position, entry))
+        indices = [0] * len(events)
+        for region, items in by_region.items():
+            sequencer = self.sequencers.get(region)
+            if sequencer is None:
+                raise RecordingFailed(f"region `{region}` has no ledger")
+            first = sequencer.append([entry for _, entry in items])
+            for offset, (position, _) in enumerate(items):
+                indices[position] = first + offset
+        return indices

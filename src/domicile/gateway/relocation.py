@@ -8,9 +8,11 @@ a copy never made authoritative is discarded; an origin not yet shredded is shre
 
 from __future__ import annotations
 
-from domicile.errors import IntegrityError
-from domicile.gateway.pipeline import Gateway, check_subject_id
-from domicile.gateway.request import AccessRequest, Action
+import uuid
+
+from domicile.errors import AccessDenied, IntegrityError
+from domicile.gateway.pipeline import Gateway, Recorded, check_subject_id
+from domicile.gateway.request import AccessRequest, Action, Event
 from domicile.keys.custodian import Authorization
 from domicile.principals.store import Principal
 from domicile.vault.store import SubjectState
@@ -26,42 +28,71 @@ def relocate(gateway: Gateway, principal: Principal, subject_id: str, country: s
     if destination == origin:
         return origin
     names = frozenset(gateway.catalog.fields)
-    leave = AccessRequest(principal, Action.RELOCATE, origin, subject_id, names)
-    arrive = AccessRequest(principal, Action.RELOCATE, destination, subject_id, names)
-    decision = gateway.decide(leave, subject_id)
-    gateway.decide(arrive, subject_id)
-    auth = Authorization(decision.decision_id, Action.RELOCATE)
-    source, target = gateway.regions[origin], gateway.regions[destination]
-
+    leave, arrive = gateway.decide_all(
+        [
+            (AccessRequest(principal, Action.RELOCATE, origin, subject_id, names), subject_id),
+            (AccessRequest(principal, Action.RELOCATE, destination, subject_id, names), None),
+        ]
+    )
+    for recorded in (leave, arrive):
+        if not recorded.decision.allowed:
+            raise AccessDenied(recorded.decision.reason)
     gateway.directory.begin_move(subject_id, destination)
     try:
-        record = source.vault.fetch(subject_id)
-        values = gateway.open_values(
-            origin, subject_id, source.custodian.unwrap_data_key(subject_id, auth), record.fields
-        )
-        key = target.custodian.create_data_keys([subject_id], auth)[subject_id]
-        target.vault.insert(
-            subject_id,
-            gateway.seal_values(destination, subject_id, key, values),
-            record.catalog_version,
-        )
-        copy = target.vault.fetch(subject_id)
-        if gateway.open_values(destination, subject_id, key, copy.fields) != values:
-            raise IntegrityError(f"copy of subject `{subject_id}` in `{destination}` differs")
+        count = _copy(gateway, subject_id, leave, arrive)
     except BaseException:
         _discard_copy(gateway, subject_id, destination)
         gateway.directory.settle_move(subject_id)
         raise
     gateway.directory.switch_home(subject_id, destination)
-    _shred_origin(gateway, subject_id, origin, auth)
+    origin_ref = gateway.subject_ref(origin, subject_id)
+    _shred_origin(gateway, subject_id, origin, leave.authorization())
     gateway.directory.settle_move(subject_id)
-    gateway.recorder.record(
+    relocation_id = uuid.uuid4().hex
+    gateway.record(
         [
-            gateway.make_event(leave, decision, subject_id, "relocate-out"),
-            gateway.make_event(arrive, decision, subject_id, "relocate-in", sorted(values)),
+            Event(
+                "relocation",
+                origin,
+                {
+                    "direction": "out",
+                    "to": destination,
+                    "relocation_id": relocation_id,
+                    "subject_ref": origin_ref,
+                    "fields": count,
+                },
+            ),
+            Event(
+                "relocation",
+                destination,
+                {
+                    "direction": "in",
+                    "from": origin,
+                    "relocation_id": relocation_id,
+                    "subject_ref": gateway.subject_ref(destination, subject_id),
+                    "fields": count,
+                },
+            ),
         ]
     )
     return destination
+
+
+def _copy(gateway: Gateway, subject_id: str, leave: Recorded, arrive: Recorded) -> int:
+    """Copy a subject's values to the destination and compare the copy; return their count."""
+    origin, destination = leave.request.region, arrive.request.region
+    source, target = gateway.regions[origin], gateway.regions[destination]
+    record = source.vault.fetch(subject_id)
+    values = gateway.open_values(
+        origin, subject_id, gateway.unwrap(leave, subject_id), record.fields
+    )
+    key = target.custodian.create_data_keys([subject_id], arrive.authorization())[subject_id]
+    sealed = gateway.seal_values(destination, subject_id, key, values)
+    target.vault.insert(subject_id, sealed, record.catalog_version)
+    copy = target.vault.fetch(subject_id)
+    if gateway.open_values(destination, subject_id, key, copy.fields) != values:
+        raise IntegrityError(f"copy of subject `{subject_id}` in `{destination}` differs")
+    return len(values)
 
 
 def _discard_copy(gateway: Gateway, subject_id: str, region: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from domicile.principals.store import Principal
 
@@ -48,15 +49,10 @@ class Decision:
 class Event:
     """Something that happened to a region's data, for the record step.
 
-    Carries ids and field names only — never a field value.
+    Attributes hold ids, names and keyed subject references — never a field value.
+    The kind is one of `domicile.ledger.entry.KINDS`.
     """
 
     kind: str
     region: str
-    principal_id: str
-    decision_id: str
-    subject_id: str | None = None
-    fields: tuple[str, ...] = ()
-    purpose: str | None = None
-    allowed: bool = True
-    detail: dict[str, str | int] = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)

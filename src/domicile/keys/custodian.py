@@ -20,6 +20,7 @@ class Authorization:
 
     decision_id: str
     action: str
+    ledger_index: int | None = None
 
 
 class Custodian(Protocol):
@@ -41,6 +42,9 @@ class Custodian(Protocol):
 
     def destroy_data_key(self, subject_id: str, authorization: Authorization) -> None:
         """Shred a subject's data key for good (idempotent)."""
+
+    def subject_ref(self, subject_id: str) -> str:
+        """The subject's keyed ledger reference; unlinkable once its key is destroyed."""
 
     def close(self) -> None:
         """Release resources."""

@@ -7,13 +7,25 @@ Layout of the custodian directory (mode 0700)::
 
 The wrap binds the region and subject id as associated data, so a wrapped key moved to
 another subject or region does not unwrap.
+
+Ledger references: `subject_ref` is HMAC-SHA256 under a region key derived from the
+KEK, over a random per-subject salt and the subject id. The salt is wiped with the
+data key, so after erasure nobody — the operator included — can link old ledger
+entries to the subject id any more.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from domicile.errors import ConfigError, Conflict, IntegrityError, KeyDestroyed
 from domicile.keys.custodian import Authorization
@@ -23,6 +35,7 @@ from domicile.storage.migrations import migrate
 from domicile.storage.url import SqliteUrl
 
 _KEK_ID = 1
+_REF_CACHE = 100_000
 
 
 class LocalCustodian:
@@ -33,6 +46,11 @@ class LocalCustodian:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._kek = _load_or_create_kek(directory / f"kek-{_KEK_ID}.key")
+        self._ref_key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"domicile-subject-ref/v1"
+        ).derive(self._kek)
+        self._refs: OrderedDict[str, str] = OrderedDict()
+        self._refs_lock = threading.Lock()
         self._db = SqliteDatabase(SqliteUrl(directory / "keyring.db"))
         migrate(self._db, "keyring", "domicile.keys")
 
@@ -46,7 +64,7 @@ class LocalCustodian:
         del authorization
         keys = {subject_id: new_data_key() for subject_id in subject_ids}
         rows = [
-            (subject_id, _KEK_ID, seal(self._kek, key, self._aad(subject_id)))
+            (subject_id, _KEK_ID, seal(self._kek, key, self._aad(subject_id)), os.urandom(16))
             for subject_id, key in keys.items()
         ]
         with self._db.transaction() as tx:
@@ -59,9 +77,10 @@ class LocalCustodian:
                         f"subject `{subject_id}` already has a data key in `{self.region}`"
                     )
             tx.executemany(
-                "INSERT INTO data_keys (subject_id, kek_id, wrapped, destroyed) VALUES (?, ?, ?, 0)"
-                " ON CONFLICT (subject_id) DO UPDATE SET kek_id = excluded.kek_id,"
-                " wrapped = excluded.wrapped, destroyed = 0",
+                "INSERT INTO data_keys (subject_id, kek_id, wrapped, ref_salt, destroyed)"
+                " VALUES (?, ?, ?, ?, 0) ON CONFLICT (subject_id) DO UPDATE SET"
+                " kek_id = excluded.kek_id, wrapped = excluded.wrapped,"
+                " ref_salt = excluded.ref_salt, destroyed = 0",
                 rows,
             )
         return keys
@@ -89,11 +108,37 @@ class LocalCustodian:
         del authorization
         with self._db.transaction() as tx:
             tx.execute(
-                "UPDATE data_keys SET wrapped = zeroblob(0), destroyed = 1 WHERE subject_id = ?",
+                "UPDATE data_keys SET wrapped = zeroblob(0), ref_salt = zeroblob(0), destroyed = 1"
+                " WHERE subject_id = ?",
                 (subject_id,),
             )
+        with self._refs_lock:
+            self._refs.pop(subject_id, None)
         # The old page may still sit in the write-ahead log: fold it in and truncate it.
         self._db.checkpoint()
+
+    def subject_ref(self, subject_id: str) -> str:
+        """HMAC of the subject's salt and id under the region's reference key (hex, 128 bits)."""
+        with self._refs_lock:
+            ref = self._refs.get(subject_id)
+            if ref is not None:
+                self._refs.move_to_end(subject_id)
+                return ref
+        with self._db.transaction(write=False) as tx:
+            row = tx.execute(
+                "SELECT ref_salt, destroyed FROM data_keys WHERE subject_id = ?", (subject_id,)
+            ).fetchone()
+        live = row is not None and not row[1]
+        # Without live material the reference links to nothing kept about the subject.
+        salt = bytes(row[0]) if live else b"no-subject-material"
+        mac = hmac.new(self._ref_key, salt + b"\x00" + subject_id.encode(), hashlib.sha256)
+        ref = mac.hexdigest()[:32]
+        if live:
+            with self._refs_lock:
+                self._refs[subject_id] = ref
+                if len(self._refs) > _REF_CACHE:
+                    self._refs.popitem(last=False)
+        return ref
 
     def close(self) -> None:
         """Close the keyring."""

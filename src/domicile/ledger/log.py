@@ -1,0 +1,401 @@
+"""A region's append-only Merkle log on SQLite or PostgreSQL: integrate, prove, checkpoint.
+
+Storage is the C2SP tlog-tiles shape. Entry bundles of 256 entries, and hash tiles
+that hold all 8 Merkle levels of a tile's subtree (the C2SP tile is the bottom row).
+A proof then needs at most one stored tile per tile level and no hashing. A batch
+of appends writes its bundles, its tiles and the new size in one transaction, so
+the stored tree is always a whole tree. A checkpoint is signed only for the
+integrated size, and only after the stored tree has reproduced the root of the
+latest checkpoint signed before it. So the log never signs two inconsistent
+checkpoints, across restarts too.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from domicile.errors import EntryNotFound, LedgerError, PayloadTooLarge
+from domicile.ledger.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint
+from domicile.ledger.merkle import (
+    CompactRange,
+    Node,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    root_hash,
+)
+from domicile.ledger.note import Ed25519Signer, parse_note
+from domicile.ledger.tiles import (
+    MAX_ENTRY_SIZE,
+    TILE_HEIGHT,
+    TILE_WIDTH,
+    decode_bundle,
+    encode_bundle,
+)
+from domicile.storage.database import Database, Tx
+from domicile.storage.migrations import migrate
+
+HASH = 32
+ROWS = TILE_HEIGHT  # Merkle levels stored per tile
+
+
+def row_offsets(width: int) -> list[int]:
+    """Byte offset of each row of a stored tile of `width` leaves."""
+    offsets, at = [], 0
+    for k in range(ROWS):
+        offsets.append(at)
+        at += (width >> k) * HASH
+    return offsets
+
+
+_FULL_OFFSETS = row_offsets(TILE_WIDTH)
+
+
+@dataclass(frozen=True)
+class _Tile:
+    """A stored tile: its width and all its rows, concatenated."""
+
+    index: int
+    width: int
+    nodes: bytes
+
+    def rows(self) -> list[list[bytes]]:
+        offsets = row_offsets(self.width)
+        return [
+            [
+                self.nodes[offsets[k] + i * HASH : offsets[k] + (i + 1) * HASH]
+                for i in range(self.width >> k)
+            ]
+            for k in range(ROWS)
+        ]
+
+
+@dataclass(frozen=True)
+class _State:
+    """An immutable snapshot of the integrated tree; swapped whole after each commit."""
+
+    size: int
+    compact: CompactRange
+    edge_tiles: dict[int, _Tile] = field(default_factory=dict)  # rightmost tile per level
+    edge_bundle: tuple[int, tuple[bytes, ...]] = (0, ())  # rightmost bundle
+
+
+@dataclass(frozen=True)
+class SignedCheckpoint:
+    """A checkpoint the log signed, with its note text."""
+
+    size: int
+    root: bytes
+    note: str
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class RegionLog:
+    """One region's log: the only writer of its tables (one sequencer per region)."""
+
+    def __init__(
+        self, origin: str, db: Database, signer: Ed25519Signer, *, tile_cache: int = 16384
+    ) -> None:
+        self.origin = origin
+        self.db = db
+        self.signer = signer
+        migrate(db, "ledger", "domicile.ledger")
+        self._write_lock = threading.Lock()
+        self._sign_lock = threading.Lock()
+        self._cache: OrderedDict[tuple[int, int], _Tile] = OrderedDict()
+        self._cache_size = tile_cache
+        self._cache_lock = threading.Lock()
+        with db.transaction(write=False) as tx:
+            self._state = self._load(tx, self._stored_size(tx))
+        latest = self.latest_checkpoint()
+        if latest is not None:
+            self._verify_stored_tree(latest)
+
+    # -- loading --------------------------------------------------------------------
+
+    def _stored_size(self, tx: Tx, *, lock: bool = False) -> int:
+        clause = " FOR UPDATE" if lock and self.db.dialect == "postgres" else ""
+        row = tx.execute("SELECT size FROM ledger_state WHERE id = 1" + clause).fetchone()
+        return int(row[0])
+
+    def _load(self, tx: Tx, size: int) -> _State:
+        edge_tiles: dict[int, _Tile] = {}
+        level, count = 0, size
+        while count > 0:
+            index = (count - 1) >> TILE_HEIGHT
+            tile = self._read_tile(tx, level, index)
+            if tile is None:
+                raise LedgerError(f"log `{self.origin}` is missing tile {level}/{index}")
+            edge_tiles[level] = tile
+            count >>= TILE_HEIGHT
+            level += 1
+        bundle: tuple[int, tuple[bytes, ...]] = (0, ())
+        if size:
+            index = (size - 1) >> TILE_HEIGHT
+            row = tx.execute(
+                "SELECT width, data FROM ledger_bundles WHERE idx = ?", (index,)
+            ).fetchone()
+            if row is None:
+                raise LedgerError(f"log `{self.origin}` is missing entry bundle {index}")
+            bundle = (index, tuple(decode_bundle(bytes(row[1]), int(row[0]))))
+        state = _State(size, CompactRange(), edge_tiles, bundle)
+        compact = CompactRange.from_node_reader(size, lambda lv, ix: self._node(state, lv, ix))
+        return _State(size, compact, edge_tiles, bundle)
+
+    def _read_tile(self, tx: Tx, level: int, index: int) -> _Tile | None:
+        row = tx.execute(
+            "SELECT width, nodes FROM ledger_tiles WHERE level = ? AND idx = ?", (level, index)
+        ).fetchone()
+        if row is None:
+            return None
+        width, nodes = int(row[0]), bytes(row[1])
+        if len(nodes) != row_offsets(width)[-1] + (width >> (ROWS - 1)) * HASH:
+            raise LedgerError(f"stored tile {level}/{index} of log `{self.origin}` is malformed")
+        return _Tile(index, width, nodes)
+
+    # -- appending ------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        """The integrated (durable) tree size."""
+        return self._state.size
+
+    def append(self, entries: Sequence[bytes]) -> int:
+        """Integrate entries durably in one transaction; return the index of the first."""
+        for entry in entries:
+            if len(entry) > MAX_ENTRY_SIZE:
+                raise PayloadTooLarge(f"ledger entry of {len(entry)} bytes is over the limit")
+        with self._write_lock, self.db.transaction() as tx:
+            state = self._state
+            if self._stored_size(tx, lock=True) != state.size:
+                # Someone else integrated (a second sequencer on PostgreSQL): start from disk.
+                state = self._load(tx, self._stored_size(tx))
+            compact = state.compact.copy()
+            nodes = compact.extend([leaf_hash(e) for e in entries])
+            tiles = self._grow_tiles(state, nodes)
+            bundle_rows, edge_bundle = self._grow_bundles(state, entries)
+            tx.executemany(
+                "INSERT INTO ledger_tiles (level, idx, width, nodes) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (level, idx) DO UPDATE SET width = excluded.width,"
+                " nodes = excluded.nodes",
+                [(level, t.index, t.width, t.nodes) for (level, _), t in tiles.items()],
+            )
+            tx.executemany(
+                "INSERT INTO ledger_bundles (idx, width, data) VALUES (?, ?, ?)"
+                " ON CONFLICT (idx) DO UPDATE SET width = excluded.width, data = excluded.data",
+                bundle_rows,
+            )
+            tx.execute("UPDATE ledger_state SET size = ? WHERE id = 1", (compact.size,))
+            edge = dict(state.edge_tiles)
+            for (level, _), tile in sorted(tiles.items()):
+                edge[level] = tile
+        # Committed: publish the new snapshot (one reference assignment).
+        self._state = _State(compact.size, compact, edge, edge_bundle)
+        return state.size
+
+    @staticmethod
+    def _grow_tiles(state: _State, nodes: list[Node]) -> dict[tuple[int, int], _Tile]:
+        rows_by_tile: dict[tuple[int, int], list[list[bytes]]] = {}
+        for node in nodes:
+            level, k = divmod(node.level, TILE_HEIGHT)
+            index = node.index >> (TILE_HEIGHT - k)
+            rows = rows_by_tile.get((level, index))
+            if rows is None:
+                edge = state.edge_tiles.get(level)
+                rows = edge.rows() if edge and edge.index == index else [[] for _ in range(ROWS)]
+                rows_by_tile[(level, index)] = rows
+            rows[k].append(node.hash)
+        return {
+            key: _Tile(key[1], len(rows[0]), b"".join(b"".join(r) for r in rows))
+            for key, rows in rows_by_tile.items()
+        }
+
+    @staticmethod
+    def _grow_bundles(
+        state: _State, entries: Sequence[bytes]
+    ) -> tuple[list[tuple[int, int, bytes]], tuple[int, tuple[bytes, ...]]]:
+        """Bundle rows to write, and the new rightmost bundle."""
+        if not entries:
+            return [], state.edge_bundle
+        index, current = state.edge_bundle
+        if len(current) == TILE_WIDTH:
+            index, current = index + 1, ()
+        pending = list(current)
+        rows: list[tuple[int, int, bytes]] = []
+        edge = state.edge_bundle
+        for entry in entries:
+            pending.append(entry)
+            if len(pending) == TILE_WIDTH:
+                rows.append((index, TILE_WIDTH, encode_bundle(pending)))
+                edge = (index, tuple(pending))
+                index, pending = index + 1, []
+        if pending:
+            rows.append((index, len(pending), encode_bundle(pending)))
+            edge = (index, tuple(pending))
+        return rows, edge
+
+    # -- reading --------------------------------------------------------------------
+
+    def _tile(self, state: _State, level: int, index: int) -> _Tile:
+        edge = state.edge_tiles.get(level)
+        if edge is not None and edge.index == index:
+            return edge
+        with self._cache_lock:
+            tile = self._cache.get((level, index))
+            if tile is not None:
+                self._cache.move_to_end((level, index))
+                return tile
+        with self.db.transaction(write=False) as tx:
+            tile = self._read_tile(tx, level, index)
+        if tile is None:
+            raise EntryNotFound(f"no tile {level}/{index} in log `{self.origin}`")
+        if tile.width == TILE_WIDTH:  # full tiles never change: safe to keep
+            with self._cache_lock:
+                self._cache[(level, index)] = tile
+                if len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return tile
+
+    def _node(self, state: _State, level: int, index: int) -> bytes:
+        tile_level, k = divmod(level, TILE_HEIGHT)
+        shift = TILE_HEIGHT - k
+        tile = self._tile(state, tile_level, index >> shift)
+        position = index - ((index >> shift) << shift)
+        if position >= tile.width >> k:
+            raise EntryNotFound(f"node {level}/{index} is not complete in log `{self.origin}`")
+        offsets = _FULL_OFFSETS if tile.width == TILE_WIDTH else row_offsets(tile.width)
+        at = offsets[k] + position * HASH
+        return tile.nodes[at : at + HASH]
+
+    def node(self, level: int, index: int) -> bytes:
+        """Hash of the perfect subtree (level, index), if integrated."""
+        return self._node(self._state, level, index)
+
+    def _check_size(self, size: int) -> None:
+        if not 0 < size <= self._state.size:
+            raise EntryNotFound(f"log `{self.origin}` has no tree of size `{size}`")
+
+    def root(self, size: int | None = None) -> bytes:
+        """Root hash of the tree of `size` leaves (default: the integrated size)."""
+        state = self._state
+        if size is None or size == state.size:
+            return state.compact.root()
+        self._check_size(size)
+        return root_hash(size, lambda lv, ix: self._node(state, lv, ix))
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        """RFC 9162 §2.1.3 inclusion proof of entry `index` in the tree of `size`."""
+        self._check_size(size)
+        state = self._state
+        return inclusion_proof(index, size, lambda lv, ix: self._node(state, lv, ix))
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        """RFC 9162 §2.1.4 consistency proof between two tree sizes."""
+        self._check_size(size2)
+        state = self._state
+        return consistency_proof(size1, size2, lambda lv, ix: self._node(state, lv, ix))
+
+    def bundle(self, index: int) -> list[bytes]:
+        """The entries of bundle `index` integrated so far."""
+        state = self._state
+        if state.edge_bundle[0] == index and state.edge_bundle[1]:
+            return list(state.edge_bundle[1])
+        with self.db.transaction(write=False) as tx:
+            row = tx.execute(
+                "SELECT width, data FROM ledger_bundles WHERE idx = ?", (index,)
+            ).fetchone()
+        if row is None or index > (state.size - 1) >> TILE_HEIGHT:
+            raise EntryNotFound(f"no entry bundle {index} in log `{self.origin}`")
+        return decode_bundle(bytes(row[1]), int(row[0]))
+
+    def entry(self, index: int) -> bytes:
+        """One entry by index."""
+        if not 0 <= index < self._state.size:
+            raise EntryNotFound(f"no entry `{index}` in log `{self.origin}`")
+        return self.bundle(index >> TILE_HEIGHT)[index % TILE_WIDTH]
+
+    def tile(self, level: int, index: int, width: int) -> bytes:
+        """The C2SP hash tile (level, index) cut to `width` hashes."""
+        state = self._state
+        tile = self._tile(state, level, index)
+        available = min(tile.width, _tree_width(state.size, level, index))
+        if width > available:
+            raise EntryNotFound(f"tile {level}/{index} has only {available} hashes")
+        return tile.nodes[: width * HASH]
+
+    # -- checkpoints ----------------------------------------------------------------
+
+    def latest_checkpoint(self) -> SignedCheckpoint | None:
+        """The most recent checkpoint this log signed."""
+        with self.db.transaction(write=False) as tx:
+            row = tx.execute(
+                "SELECT size, root, note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1"
+            ).fetchone()
+        return None if row is None else SignedCheckpoint(int(row[0]), bytes(row[1]), str(row[2]))
+
+    def checkpoints(self) -> list[SignedCheckpoint]:
+        """Every checkpoint this log signed, oldest first."""
+        with self.db.transaction(write=False) as tx:
+            rows = tx.execute(
+                "SELECT size, root, note FROM ledger_checkpoints ORDER BY size"
+            ).fetchall()
+        return [SignedCheckpoint(int(r[0]), bytes(r[1]), str(r[2])) for r in rows]
+
+    def _verify_stored_tree(self, latest: SignedCheckpoint) -> None:
+        state = self._state
+        if latest.size > state.size:
+            raise LedgerError(
+                f"log `{self.origin}` holds {state.size} entries but signed a checkpoint"
+                f" for {latest.size}: the store was rolled back"
+            )
+        if latest.size and not hmac.compare_digest(self.root(latest.size), latest.root):
+            raise LedgerError(
+                f"log `{self.origin}` no longer reproduces its checkpoint at size {latest.size}"
+            )
+
+    def sign_checkpoint(self) -> SignedCheckpoint:
+        """Sign a checkpoint for the integrated size (or return the latest if no growth)."""
+        with self._sign_lock:
+            state = self._state
+            latest = self.latest_checkpoint()
+            if latest is not None:
+                if latest.size == state.size:
+                    return latest
+                self._verify_stored_tree(latest)
+            root = state.compact.root()
+            note = sign_checkpoint(Checkpoint(self.origin, state.size, root), [self.signer])
+            with self.db.transaction() as tx:
+                existing = tx.execute(
+                    "SELECT root FROM ledger_checkpoints WHERE size = ?", (state.size,)
+                ).fetchone()
+                if existing is not None:
+                    if not hmac.compare_digest(bytes(existing[0]), root):
+                        raise LedgerError(
+                            f"log `{self.origin}` refused to sign a second root for size"
+                            f" {state.size}"
+                        )
+                else:
+                    tx.execute(
+                        "INSERT INTO ledger_checkpoints (size, root, note, signed_at)"
+                        " VALUES (?, ?, ?, ?)",
+                        (state.size, root, note, _now()),
+                    )
+            return SignedCheckpoint(state.size, root, note)
+
+    def checkpoint_of(self, note: str) -> Checkpoint:
+        """Parse the checkpoint body of a signed note (no signature check)."""
+        return parse_checkpoint(parse_note(note).text)
+
+
+def _tree_width(size: int, level: int, index: int) -> int:
+    """How many hashes tile (level, index) holds in a tree of `size` (C2SP tlog-tiles)."""
+    nodes_at_level = size >> (TILE_HEIGHT * level)
+    return max(0, min(TILE_WIDTH, nodes_at_level - index * TILE_WIDTH))
