@@ -15,7 +15,8 @@ from domicile.errors import InvalidInput
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _connection(func: F) -> F:
+def connection_options(func: F) -> F:
+    """The --url, --token and --token-file options of every client command."""
     func = click.option(
         "--url",
         envvar="DOMICILE_URL",
@@ -34,12 +35,15 @@ def _connection(func: F) -> F:
     )(func)
 
 
-def _client(url: str, token: str | None, token_file: Path | None) -> Client:
+def open_client(
+    url: str, token: str | None, token_file: Path | None, *, required: bool = True
+) -> Client:
+    """A client for the given gateway and token (public log reads need no token)."""
     if token_file is not None:
         token = token_file.read_text().strip()
-    if not token:
+    if not token and required:
         raise InvalidInput("give a token with --token, --token-file or $DOMICILE_TOKEN")
-    return Client(url, token)
+    return Client(url, token or "")
 
 
 def _fields(pairs: tuple[str, ...], as_json: str | None) -> dict[str, Any]:
@@ -82,7 +86,7 @@ def subjects() -> None:
 @click.option("--country", required=True, help="ISO 3166-1 alpha-2 code")
 @click.option("--field", "pairs", multiple=True, help="name=value (repeatable)")
 @click.option("--json", "as_json", default=None, help="fields as a JSON object")
-@_connection
+@connection_options
 def register(
     country: str,
     pairs: tuple[str, ...],
@@ -92,7 +96,7 @@ def register(
     token_file: Path | None,
 ) -> None:
     """Register a person; prints their id and home region."""
-    with _client(url, token, token_file) as client:
+    with open_client(url, token, token_file) as client:
         subject_id, region = client.register(country, _fields(pairs, as_json))
     _echo({"id": subject_id, "home_region": region})
 
@@ -101,7 +105,7 @@ def register(
 @click.argument("subject_id")
 @click.option("--purpose", required=True, help="declared purpose of the read")
 @click.option("--fields", default=None, help="comma-separated field names (default: all)")
-@_connection
+@connection_options
 def get(
     subject_id: str,
     purpose: str,
@@ -112,7 +116,7 @@ def get(
 ) -> None:
     """Read a subject's fields."""
     names = [f for f in fields.split(",") if f] if fields else None
-    with _client(url, token, token_file) as client:
+    with open_client(url, token, token_file) as client:
         subject = client.get(subject_id, purpose=purpose, fields=names)
     _echo(subject.__dict__)
 
@@ -122,7 +126,7 @@ def get(
 @click.option("--field", "pairs", multiple=True, help="name=value; name= removes the field")
 @click.option("--json", "as_json", default=None, help="fields as a JSON object")
 @click.option("--if-version", type=int, default=None, help="only if still at this version")
-@_connection
+@connection_options
 def update(
     subject_id: str,
     pairs: tuple[str, ...],
@@ -133,37 +137,37 @@ def update(
     token_file: Path | None,
 ) -> None:
     """Update fields of a subject."""
-    with _client(url, token, token_file) as client:
+    with open_client(url, token, token_file) as client:
         version = client.update(subject_id, _fields(pairs, as_json), if_version=if_version)
     _echo({"id": subject_id, "version": version})
 
 
 @subjects.command("export")
 @click.argument("subject_id")
-@_connection
+@connection_options
 def export(subject_id: str, url: str, token: str | None, token_file: Path | None) -> None:
     """Print everything held about a subject."""
-    with _client(url, token, token_file) as client:
+    with open_client(url, token, token_file) as client:
         _echo(client.export(subject_id).__dict__)
 
 
 @subjects.command("relocate")
 @click.argument("subject_id")
 @click.option("--country", required=True, help="the subject's new country")
-@_connection
+@connection_options
 def relocate(
     subject_id: str, country: str, url: str, token: str | None, token_file: Path | None
 ) -> None:
     """Move a subject to the home region of its new country."""
-    with _client(url, token, token_file) as client:
+    with open_client(url, token, token_file) as client:
         _echo({"id": subject_id, "home_region": client.relocate(subject_id, country)})
 
 
 @subjects.command("erase")
 @click.argument("subject_id")
-@_connection
+@connection_options
 def erase(subject_id: str, url: str, token: str | None, token_file: Path | None) -> None:
     """Erase a subject (its data key is destroyed)."""
-    with _client(url, token, token_file) as client:
+    with open_client(url, token, token_file) as client:
         client.erase(subject_id)
     _echo({"id": subject_id, "erased": True})

@@ -66,7 +66,7 @@ class Client:
     ) -> None:
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {token}"},
+            headers={"Authorization": f"Bearer {token}"} if token else {},
             timeout=timeout,
             transport=transport,
         )
@@ -147,6 +147,61 @@ class Client:
             "POST", f"/v1/subjects/{subject_id}:relocate", json={"country": country}
         ).json()
         return str(data["home_region"])
+
+    def log_checkpoint(self, region: str) -> str:
+        """The latest signed checkpoint of a region's log (signed-note text)."""
+        return self._call("GET", f"/v1/regions/{region}/log/checkpoint").text
+
+    def log_key(self, region: str) -> str:
+        """The verifier key of a region's log."""
+        return self._call("GET", f"/v1/regions/{region}/log/key").text.strip()
+
+    def proof_bundle(self, region: str, index: int) -> str:
+        """A C2SP tlog-proof for one entry of a region's log."""
+        return self._call("GET", f"/v1/regions/{region}/log/bundle/{index}").text
+
+    def log_entries(
+        self, region: str, *, start: int | None = None, count: int = 20
+    ) -> list[dict[str, Any]]:
+        """Decoded entries of a region's log (the last `count` unless `start` is given)."""
+        params: dict[str, int] = {"count": count}
+        if start is not None:
+            params["start"] = start
+        data: list[dict[str, Any]] = self._call(
+            "GET", f"/v1/regions/{region}/log/entries", params=params
+        ).json()
+        return data
+
+    def inclusion_proof(
+        self,
+        region: str,
+        *,
+        index: int | None = None,
+        leaf_hash: str | None = None,
+        size: int | None = None,
+    ) -> dict[str, Any]:
+        """An inclusion proof by index or base64 leaf hash (hashes in base64)."""
+        params: dict[str, Any] = {
+            k: v
+            for k, v in {"index": index, "leaf_hash": leaf_hash, "size": size}.items()
+            if v is not None
+        }
+        data: dict[str, Any] = self._call(
+            "GET", f"/v1/regions/{region}/log/proof/inclusion", params=params
+        ).json()
+        return data
+
+    def consistency_proof(
+        self, region: str, size1: int, size2: int | None = None
+    ) -> dict[str, Any]:
+        """A consistency proof between two sizes of a region's log."""
+        params: dict[str, int] = {"size1": size1}
+        if size2 is not None:
+            params["size2"] = size2
+        data: dict[str, Any] = self._call(
+            "GET", f"/v1/regions/{region}/log/proof/consistency", params=params
+        ).json()
+        return data
 
     def regions(self) -> list[dict[str, Any]]:
         """The regions and their subject counts."""

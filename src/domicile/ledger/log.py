@@ -57,7 +57,7 @@ _FULL_OFFSETS = row_offsets(TILE_WIDTH)
 
 
 @dataclass(frozen=True)
-class _Tile:
+class Tile:
     """A stored tile: its width and all its rows, concatenated."""
 
     index: int
@@ -81,7 +81,7 @@ class _State:
 
     size: int
     compact: CompactRange
-    edge_tiles: dict[int, _Tile] = field(default_factory=dict)  # rightmost tile per level
+    edge_tiles: dict[int, Tile] = field(default_factory=dict)  # rightmost tile per level
     edge_bundle: tuple[int, tuple[bytes, ...]] = (0, ())  # rightmost bundle
 
 
@@ -110,7 +110,7 @@ class RegionLog:
         migrate(db, "ledger", "domicile.ledger")
         self._write_lock = threading.Lock()
         self._sign_lock = threading.Lock()
-        self._cache: OrderedDict[tuple[int, int], _Tile] = OrderedDict()
+        self._cache: OrderedDict[tuple[int, int], Tile] = OrderedDict()
         self._cache_size = tile_cache
         self._cache_lock = threading.Lock()
         with db.transaction(write=False) as tx:
@@ -127,7 +127,7 @@ class RegionLog:
         return int(row[0])
 
     def _load(self, tx: Tx, size: int) -> _State:
-        edge_tiles: dict[int, _Tile] = {}
+        edge_tiles: dict[int, Tile] = {}
         level, count = 0, size
         while count > 0:
             index = (count - 1) >> TILE_HEIGHT
@@ -150,7 +150,7 @@ class RegionLog:
         compact = CompactRange.from_node_reader(size, lambda lv, ix: self._node(state, lv, ix))
         return _State(size, compact, edge_tiles, bundle)
 
-    def _read_tile(self, tx: Tx, level: int, index: int) -> _Tile | None:
+    def _read_tile(self, tx: Tx, level: int, index: int) -> Tile | None:
         row = tx.execute(
             "SELECT width, nodes FROM ledger_tiles WHERE level = ? AND idx = ?", (level, index)
         ).fetchone()
@@ -159,7 +159,7 @@ class RegionLog:
         width, nodes = int(row[0]), bytes(row[1])
         if len(nodes) != row_offsets(width)[-1] + (width >> (ROWS - 1)) * HASH:
             raise LedgerError(f"stored tile {level}/{index} of log `{self.origin}` is malformed")
-        return _Tile(index, width, nodes)
+        return Tile(index, width, nodes)
 
     # -- appending ------------------------------------------------------------------
 
@@ -179,8 +179,9 @@ class RegionLog:
                 # Someone else integrated (a second sequencer on PostgreSQL): start from disk.
                 state = self._load(tx, self._stored_size(tx))
             compact = state.compact.copy()
-            nodes = compact.extend([leaf_hash(e) for e in entries])
-            tiles = self._grow_tiles(state, nodes)
+            leaves = [leaf_hash(e) for e in entries]
+            nodes = compact.extend(leaves)
+            tiles = grow_tiles(state.edge_tiles, nodes)
             bundle_rows, edge_bundle = self._grow_bundles(state, entries)
             tx.executemany(
                 "INSERT INTO ledger_tiles (level, idx, width, nodes) VALUES (?, ?, ?, ?)"
@@ -193,6 +194,10 @@ class RegionLog:
                 " ON CONFLICT (idx) DO UPDATE SET width = excluded.width, data = excluded.data",
                 bundle_rows,
             )
+            tx.executemany(
+                "INSERT INTO ledger_leaves (prefix, idx) VALUES (?, ?)",
+                [(_prefix(leaf), state.size + i) for i, leaf in enumerate(leaves)],
+            )
             tx.execute("UPDATE ledger_state SET size = ? WHERE id = 1", (compact.size,))
             edge = dict(state.edge_tiles)
             for (level, _), tile in sorted(tiles.items()):
@@ -200,23 +205,6 @@ class RegionLog:
         # Committed: publish the new snapshot (one reference assignment).
         self._state = _State(compact.size, compact, edge, edge_bundle)
         return state.size
-
-    @staticmethod
-    def _grow_tiles(state: _State, nodes: list[Node]) -> dict[tuple[int, int], _Tile]:
-        rows_by_tile: dict[tuple[int, int], list[list[bytes]]] = {}
-        for node in nodes:
-            level, k = divmod(node.level, TILE_HEIGHT)
-            index = node.index >> (TILE_HEIGHT - k)
-            rows = rows_by_tile.get((level, index))
-            if rows is None:
-                edge = state.edge_tiles.get(level)
-                rows = edge.rows() if edge and edge.index == index else [[] for _ in range(ROWS)]
-                rows_by_tile[(level, index)] = rows
-            rows[k].append(node.hash)
-        return {
-            key: _Tile(key[1], len(rows[0]), b"".join(b"".join(r) for r in rows))
-            for key, rows in rows_by_tile.items()
-        }
 
     @staticmethod
     def _grow_bundles(
@@ -244,7 +232,7 @@ class RegionLog:
 
     # -- reading --------------------------------------------------------------------
 
-    def _tile(self, state: _State, level: int, index: int) -> _Tile:
+    def _tile(self, state: _State, level: int, index: int) -> Tile:
         edge = state.edge_tiles.get(level)
         if edge is not None and edge.index == index:
             return edge
@@ -322,6 +310,18 @@ class RegionLog:
             raise EntryNotFound(f"no entry `{index}` in log `{self.origin}`")
         return self.bundle(index >> TILE_HEIGHT)[index % TILE_WIDTH]
 
+    def index_of(self, leaf: bytes) -> int:
+        """The first index whose entry has this leaf hash (RFC 6962 get-proof-by-hash)."""
+        with self.db.transaction(write=False) as tx:
+            rows = tx.execute(
+                "SELECT idx FROM ledger_leaves WHERE prefix = ? ORDER BY idx", (_prefix(leaf),)
+            ).fetchall()
+        size = self._state.size
+        for (index,) in rows:
+            if int(index) < size and hmac.compare_digest(leaf_hash(self.entry(int(index))), leaf):
+                return int(index)
+        raise EntryNotFound(f"no entry with leaf hash `{leaf.hex()}` in log `{self.origin}`")
+
     def tile(self, level: int, index: int, width: int) -> bytes:
         """The C2SP hash tile (level, index) cut to `width` hashes."""
         state = self._state
@@ -393,6 +393,28 @@ class RegionLog:
     def checkpoint_of(self, note: str) -> Checkpoint:
         """Parse the checkpoint body of a signed note (no signature check)."""
         return parse_checkpoint(parse_note(note).text)
+
+
+def grow_tiles(edge_tiles: dict[int, Tile], nodes: list[Node]) -> dict[tuple[int, int], Tile]:
+    """The tiles that newly completed subtrees change, grown from the rightmost ones."""
+    rows_by_tile: dict[tuple[int, int], list[list[bytes]]] = {}
+    for node in nodes:
+        level, k = divmod(node.level, TILE_HEIGHT)
+        index = node.index >> (TILE_HEIGHT - k)
+        rows = rows_by_tile.get((level, index))
+        if rows is None:
+            edge = edge_tiles.get(level)
+            rows = edge.rows() if edge and edge.index == index else [[] for _ in range(ROWS)]
+            rows_by_tile[(level, index)] = rows
+        rows[k].append(node.hash)
+    return {
+        key: Tile(key[1], len(rows[0]), b"".join(b"".join(r) for r in rows))
+        for key, rows in rows_by_tile.items()
+    }
+
+
+def _prefix(leaf: bytes) -> int:
+    return int.from_bytes(leaf[:8], "big", signed=True)
 
 
 def _tree_width(size: int, level: int, index: int) -> int:

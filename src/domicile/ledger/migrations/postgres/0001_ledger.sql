@@ -26,3 +26,10 @@ CREATE TABLE ledger_state (
     size BIGINT NOT NULL
 );
 INSERT INTO ledger_state (id, size) VALUES (1, 0);
+-- Leaf-hash lookup: the first 8 bytes of a leaf hash (as a signed integer) -> index.
+-- Candidates are confirmed against the entry itself, so collisions cost a read, not a lie.
+CREATE TABLE ledger_leaves (
+    prefix BIGINT NOT NULL,
+    idx BIGINT NOT NULL,
+    PRIMARY KEY (prefix, idx)
+);

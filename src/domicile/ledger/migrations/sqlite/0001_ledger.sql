@@ -26,3 +26,10 @@ CREATE TABLE ledger_state (
     size INTEGER NOT NULL
 );
 INSERT INTO ledger_state (id, size) VALUES (1, 0);
+-- Leaf-hash lookup: the first 8 bytes of a leaf hash (as a signed integer) -> index.
+-- Candidates are confirmed against the entry itself, so collisions cost a read, not a lie.
+CREATE TABLE ledger_leaves (
+    prefix INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    PRIMARY KEY (prefix, idx)
+) WITHOUT ROWID;

@@ -1,0 +1,179 @@
+"""Routes serving each region's log to anyone: checkpoint, key, tiles, proofs, entries.
+
+These need no token: entries hold no personal data, and the monitor, auditors and
+generic tlog-tiles clients must be able to read them. Layout and encodings follow
+C2SP tlog-tiles; proofs follow RFC 9162; bundles follow C2SP tlog-proof.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel
+
+from domicile.api.deps import get_runtime
+from domicile.errors import EntryNotFound, InvalidInput, UnknownRegion
+from domicile.ledger.entry import decode_entry
+from domicile.ledger.log import RegionLog
+from domicile.ledger.merkle import leaf_hash as hash_leaf
+from domicile.ledger.proof_bundle import ProofBundle, format_bundle
+from domicile.ledger.tiles import TILE_WIDTH, BundleRef, encode_bundle, parse_path
+
+router = APIRouter(prefix="/v1/regions/{region}/log", tags=["ledger"])
+
+TEXT = "text/plain; charset=utf-8"
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def _log(request: Request, region: str) -> RegionLog:
+    logs = get_runtime(request).logs
+    if region not in logs:
+        raise UnknownRegion(f"no region `{region[:40]}`")
+    return logs[region]
+
+
+class InclusionBody(BaseModel):
+    """An RFC 9162 inclusion proof (hashes in standard base64)."""
+
+    index: int
+    size: int
+    leaf_hash: str
+    root: str
+    proof: list[str]
+
+
+class ConsistencyBody(BaseModel):
+    """An RFC 9162 consistency proof between two sizes."""
+
+    size1: int
+    size2: int
+    root1: str
+    root2: str
+    proof: list[str]
+
+
+class EntryBody(BaseModel):
+    """One decoded ledger entry."""
+
+    index: int
+    entry: dict[str, Any]
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@router.get("/checkpoint", response_class=Response)
+def checkpoint(request: Request, region: str) -> Response:
+    """The latest signed checkpoint (a C2SP signed note)."""
+    latest = _log(request, region).latest_checkpoint()
+    if latest is None:
+        raise EntryNotFound(f"log of `{region}` has signed no checkpoint yet")
+    return Response(latest.note, media_type=TEXT, headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/key", response_class=Response)
+def key(request: Request, region: str) -> Response:
+    """The log's verifier key (`name+hash+base64`)."""
+    return Response(_log(request, region).signer.verifier().verifier_key + "\n", media_type=TEXT)
+
+
+@router.get("/tile/{path:path}", response_class=Response)
+def tile(request: Request, region: str, path: str) -> Response:
+    """A hash tile or an entry bundle, exactly as C2SP tlog-tiles lays them out."""
+    log = _log(request, region)
+    ref = parse_path("tile/" + path)
+    if isinstance(ref, BundleRef):
+        entries = log.bundle(ref.index)
+        if len(entries) < ref.width:
+            raise EntryNotFound(f"entry bundle {ref.index} holds only {len(entries)} entries")
+        body = encode_bundle(entries[: ref.width])
+    else:
+        body = log.tile(ref.level, ref.index, ref.width)
+    cache = IMMUTABLE if ref.width == TILE_WIDTH else "no-cache"
+    return Response(body, media_type="application/octet-stream", headers={"Cache-Control": cache})
+
+
+def _leaf(text: str) -> bytes:
+    try:
+        leaf = base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput("`leaf_hash` must be base64") from exc
+    if len(leaf) != 32:
+        raise InvalidInput("`leaf_hash` must be 32 bytes")
+    return leaf
+
+
+@router.get("/proof/inclusion", response_model=InclusionBody)
+def inclusion(
+    request: Request,
+    region: str,
+    size: Annotated[int | None, Query(ge=1, description="tree size (default: latest)")] = None,
+    index: Annotated[int | None, Query(ge=0)] = None,
+    leaf_hash: Annotated[str | None, Query(description="base64 leaf hash")] = None,
+) -> InclusionBody:
+    """Inclusion proof of an entry, by index or by leaf hash (RFC 9162 §2.1.3)."""
+    log = _log(request, region)
+    if (index is None) == (leaf_hash is None):
+        raise InvalidInput("give exactly one of `index` and `leaf_hash`")
+    tree = size if size is not None else log.size
+    at = index if index is not None else log.index_of(_leaf(leaf_hash or ""))
+    return InclusionBody(
+        index=at,
+        size=tree,
+        leaf_hash=_b64(hash_leaf(log.entry(at))),
+        root=_b64(log.root(tree)),
+        proof=[_b64(h) for h in log.inclusion_proof(at, tree)],
+    )
+
+
+@router.get("/proof/consistency", response_model=ConsistencyBody)
+def consistency(
+    request: Request,
+    region: str,
+    size1: Annotated[int, Query(ge=1)],
+    size2: Annotated[int | None, Query(ge=1, description="default: latest")] = None,
+) -> ConsistencyBody:
+    """Consistency proof between two tree sizes (RFC 9162 §2.1.4)."""
+    log = _log(request, region)
+    second = size2 if size2 is not None else log.size
+    return ConsistencyBody(
+        size1=size1,
+        size2=second,
+        root1=_b64(log.root(size1)),
+        root2=_b64(log.root(second)),
+        proof=[_b64(h) for h in log.consistency_proof(size1, second)],
+    )
+
+
+@router.get("/bundle/{index}", response_class=Response)
+def bundle(request: Request, region: str, index: int) -> Response:
+    """A C2SP tlog-proof for one entry (the entry itself in `extra`), against a signed
+    checkpoint that covers it; `domicile verify` checks it offline."""
+    log = _log(request, region)
+    entry = log.entry(index)
+    latest = log.latest_checkpoint()
+    if latest is None or latest.size <= index:
+        latest = log.sign_checkpoint()
+    proof = log.inclusion_proof(index, latest.size)
+    text = format_bundle(ProofBundle(index, tuple(proof), latest.note, entry))
+    return Response(text, media_type=TEXT)
+
+
+@router.get("/entries", response_model=list[EntryBody])
+def entries(
+    request: Request,
+    region: str,
+    start: Annotated[
+        int | None, Query(ge=0, description="first index (default: the last `count`)")
+    ] = None,
+    count: Annotated[int, Query(ge=1, le=1000)] = 20,
+) -> list[EntryBody]:
+    """Decoded entries, oldest first (for `domicile ledger tail`)."""
+    log = _log(request, region)
+    first = max(0, log.size - count) if start is None else start
+    last = min(log.size, first + count)
+    return [EntryBody(index=i, entry=decode_entry(log.entry(i))) for i in range(first, last)]
