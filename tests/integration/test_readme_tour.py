@@ -92,6 +92,8 @@ def test_readme_tour_runs_as_written(server: tuple[str, Path]) -> None:
     assert "403\n" in out
     assert "204\n" in out
     assert '"code":"subject-erased"' in out
+    assert '"kind": "erasure"' in out  # ledger tail of the us log
+    assert "ok: entry included in domicile.local/log/us at tree size" in out
 
     svc = re.search(r"^SVC=(\S+)$", out, re.M)
     assert svc
