@@ -23,6 +23,18 @@ class Authorization:
     ledger_index: int | None = None
 
 
+@dataclass(frozen=True)
+class UnwrapRecord:
+    """The custodian's own record of one unwrap (no personal data: a keyed reference)."""
+
+    id: int
+    subject_ref: str
+    decision_id: str
+    ledger_index: int
+    action: str
+    unwrapped_at: str
+
+
 class Custodian(Protocol):
     """Holds one region's keys."""
 
@@ -38,7 +50,14 @@ class Custodian(Protocol):
         """
 
     def unwrap_data_key(self, subject_id: str, authorization: Authorization) -> bytes:
-        """Return a subject's data key; raise KeyDestroyed once shredded."""
+        """Return a subject's data key against the ledger reference of an allow decision.
+
+        Refuses (AccessDenied) without a ledger reference, raises KeyDestroyed once
+        shredded, and keeps its own durable record of every unwrap.
+        """
+
+    def unwraps(self, after: int = 0, limit: int = 1000) -> list[UnwrapRecord]:
+        """The custodian's record of unwraps with id > `after`, oldest first."""
 
     def destroy_data_key(self, subject_id: str, authorization: Authorization) -> None:
         """Shred a subject's data key for good (idempotent)."""

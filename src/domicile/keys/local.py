@@ -22,15 +22,17 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from domicile.errors import ConfigError, Conflict, IntegrityError, KeyDestroyed
-from domicile.keys.custodian import Authorization
+from domicile.errors import AccessDenied, ConfigError, Conflict, IntegrityError, KeyDestroyed
+from domicile.keys.custodian import Authorization, UnwrapRecord
 from domicile.keys.envelope import new_data_key, open_sealed, seal
 from domicile.storage.database import SqliteDatabase
+from domicile.storage.group_commit import GroupCommit
 from domicile.storage.migrations import migrate
 from domicile.storage.url import SqliteUrl
 
@@ -53,6 +55,9 @@ class LocalCustodian:
         self._refs_lock = threading.Lock()
         self._db = SqliteDatabase(SqliteUrl(directory / "keyring.db"))
         migrate(self._db, "keyring", "domicile.keys")
+        self._unwrap_log: GroupCommit[tuple[str, str, int, str, str]] = GroupCommit(
+            self._write_unwraps
+        )
 
     def _aad(self, subject_id: str) -> bytes:
         return b"domicile-dek/v1\x00" + self.region.encode() + b"\x00" + subject_id.encode()
@@ -86,8 +91,13 @@ class LocalCustodian:
         return keys
 
     def unwrap_data_key(self, subject_id: str, authorization: Authorization) -> bytes:
-        """Return a subject's data key; raise KeyDestroyed once shredded."""
-        del authorization
+        """Return a subject's data key against a recorded decision, recording the unwrap.
+
+        AccessDenied without a ledger reference; KeyDestroyed once shredded. The key is
+        returned only after the unwrap record is durable.
+        """
+        if authorization.ledger_index is None or authorization.ledger_index < 0:
+            raise AccessDenied("the custodian unwraps only against a decision in the ledger")
         with self._db.transaction(write=False) as tx:
             row = tx.execute(
                 "SELECT wrapped, destroyed FROM data_keys WHERE subject_id = ?", (subject_id,)
@@ -97,11 +107,42 @@ class LocalCustodian:
         if row[1]:
             raise KeyDestroyed(f"data key of subject `{subject_id}` was destroyed")
         try:
-            return open_sealed(self._kek, bytes(row[0]), self._aad(subject_id))
+            key = open_sealed(self._kek, bytes(row[0]), self._aad(subject_id))
         except IntegrityError as exc:
             raise IntegrityError(
                 f"wrapped data key of subject `{subject_id}` does not verify in `{self.region}`"
             ) from exc
+        record = (
+            self.subject_ref(subject_id),
+            authorization.decision_id,
+            authorization.ledger_index,
+            authorization.action,
+            datetime.now(UTC).isoformat(timespec="microseconds"),
+        )
+        self._unwrap_log.submit([record])
+        return key
+
+    def _write_unwraps(self, records: list[tuple[str, str, int, str, str]]) -> int:
+        with self._db.transaction() as tx:
+            tx.executemany(
+                "INSERT INTO unwraps (subject_ref, decision_id, ledger_index, action,"
+                " unwrapped_at) VALUES (?, ?, ?, ?, ?)",
+                records,
+            )
+        return 0
+
+    def unwraps(self, after: int = 0, limit: int = 1000) -> list[UnwrapRecord]:
+        """The custodian's record of unwraps with id > `after`, oldest first."""
+        with self._db.transaction(write=False) as tx:
+            rows = tx.execute(
+                "SELECT id, subject_ref, decision_id, ledger_index, action, unwrapped_at"
+                " FROM unwraps WHERE id > ? ORDER BY id LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        return [
+            UnwrapRecord(int(r[0]), str(r[1]), str(r[2]), int(r[3]), str(r[4]), str(r[5]))
+            for r in rows
+        ]
 
     def destroy_data_key(self, subject_id: str, authorization: Authorization) -> None:
         """Overwrite and mark a subject's data key destroyed (secure_delete wipes the page)."""

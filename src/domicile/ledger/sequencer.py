@@ -1,9 +1,7 @@
-"""Group commit in front of a region log: many callers, one durable write per batch.
+"""The sequencer (group commit in front of a region log) and the checkpointer.
 
 A caller's entries are acknowledged (their indices returned) only after the batch
-that holds them has committed. Whichever caller finds no write in progress becomes
-the writer for everything queued so far, so there is no extra thread and a lone
-caller pays one transaction. A checkpointer thread signs checkpoints on an interval.
+that holds them has committed; a checkpointer thread signs checkpoints on an interval.
 """
 
 from __future__ import annotations
@@ -11,89 +9,34 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from domicile.errors import DomicileError, RecordingFailed
 from domicile.ledger.log import RegionLog
+from domicile.storage.group_commit import GroupCommit
 
 log = logging.getLogger("domicile.ledger")
 
 
-@dataclass
-class _Pending:
-    entries: Sequence[bytes]
-    first: int = -1
-    error: BaseException | None = None
-    done: bool = False
-
-
-@dataclass
 class Sequencer:
-    """Batches appends to one `RegionLog`."""
+    """Batches appends to one `RegionLog` (group commit)."""
 
-    log: RegionLog
-    max_batch: int = 50_000
-    _queue: list[_Pending] = field(default_factory=list)
-    _writing: bool = False
-    _cond: threading.Condition = field(default_factory=threading.Condition)
+    def __init__(self, log: RegionLog, *, max_batch: int = 50_000) -> None:
+        self.log = log
+        self._commit: GroupCommit[bytes] = GroupCommit(self._write, max_batch=max_batch)
+
+    def _write(self, entries: list[bytes]) -> int:
+        return self.log.append(entries)
 
     def append(self, entries: Sequence[bytes]) -> int:
         """Append entries; return the index of the first once they are durable."""
         if not entries:
             return self.log.size
-        mine = _Pending(entries)
-        with self._cond:
-            self._queue.append(mine)
-            while not mine.done and self._writing:
-                self._cond.wait()
-            if mine.done:
-                return self._result(mine)
-            self._writing = True
         try:
-            while True:
-                with self._cond:
-                    batch = self._take()
-                    if not batch:
-                        self._writing = False
-                        self._cond.notify_all()
-                        break
-                self._write(batch)
-                with self._cond:
-                    self._cond.notify_all()
-        except BaseException:
-            with self._cond:
-                self._writing = False
-                self._cond.notify_all()
+            return self._commit.submit(entries)
+        except RecordingFailed:
             raise
-        return self._result(mine)
-
-    def _take(self) -> list[_Pending]:
-        batch: list[_Pending] = []
-        count = 0
-        while self._queue and (not batch or count + len(self._queue[0].entries) <= self.max_batch):
-            item = self._queue.pop(0)
-            batch.append(item)
-            count += len(item.entries)
-        return batch
-
-    def _write(self, batch: list[_Pending]) -> None:
-        try:
-            first = self.log.append([e for item in batch for e in item.entries])
-        except Exception as exc:  # every waiter learns its entries were not recorded
-            for item in batch:
-                item.error, item.done = exc, True
-            return
-        for item in batch:
-            item.first, item.done = first, True
-            first += len(item.entries)
-
-    @staticmethod
-    def _result(item: _Pending) -> int:
-        if item.error is not None:
-            if isinstance(item.error, RecordingFailed):
-                raise item.error
-            raise RecordingFailed(f"ledger append failed: {item.error}") from item.error
-        return item.first
+        except Exception as exc:
+            raise RecordingFailed(f"ledger append failed: {exc}") from exc
 
 
 class Checkpointer:

@@ -97,7 +97,7 @@ def test_erasure_makes_an_old_backup_unreadable(
     assert record.fields
     custodian = runtime.gateway.regions["eu-ie"].custodian
     with pytest.raises(KeyDestroyed):  # … but its key is gone for good
-        custodian.unwrap_data_key(sid, Authorization("test", "restore"))
+        custodian.unwrap_data_key(sid, Authorization("test", "restore", 0))
     old.close()
 
 
@@ -117,7 +117,7 @@ def test_ciphertext_swapped_between_subjects_is_detected(
     assert response.status_code == 500
     assert MARKERS["email"] not in response.text
     key = runtime.gateway.regions["eu-ie"].custodian.unwrap_data_key(
-        b["id"], Authorization("t", "t")
+        b["id"], Authorization("t", "t", 0)
     )
     with pytest.raises(IntegrityError):
         open_sealed(key, stolen, field_aad(b["id"], "eu-ie", "email"))

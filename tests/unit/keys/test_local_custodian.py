@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from domicile.errors import Conflict, IntegrityError, KeyDestroyed
+from domicile.errors import AccessDenied, Conflict, IntegrityError, KeyDestroyed
 from domicile.keys.custodian import Authorization
 from domicile.keys.local import LocalCustodian
 
-AUTH = Authorization("d1", "test")
+AUTH = Authorization("d1", "test", ledger_index=7)
 
 
 def test_create_unwrap_destroy(tmp_path: Path) -> None:
@@ -66,3 +66,43 @@ def test_destroyed_key_leaves_no_bytes_on_disk(tmp_path: Path) -> None:
     custodian.close()
     for path in (tmp_path / "keys").iterdir():
         assert wrapped not in path.read_bytes(), path.name
+
+
+def test_no_unwrap_without_a_ledger_reference(tmp_path: Path) -> None:
+    custodian = LocalCustodian("eu-ie", tmp_path / "keys")
+    custodian.create_data_keys(["s1"], AUTH)
+    for unbound in (Authorization("d2", "read"), Authorization("d2", "read", ledger_index=-1)):
+        with pytest.raises(AccessDenied):
+            custodian.unwrap_data_key("s1", unbound)
+    assert custodian.unwraps() == []
+    custodian.close()
+
+
+def test_every_unwrap_is_recorded_by_the_custodian(tmp_path: Path) -> None:
+    custodian = LocalCustodian("eu-ie", tmp_path / "keys")
+    custodian.create_data_keys(["s1", "s2"], AUTH)
+    custodian.unwrap_data_key("s1", Authorization("d-a", "read", 11))
+    custodian.unwrap_data_key("s2", Authorization("d-b", "write", 12))
+    records = custodian.unwraps()
+    assert [(r.decision_id, r.ledger_index, r.action) for r in records] == [
+        ("d-a", 11, "read"),
+        ("d-b", 12, "write"),
+    ]
+    assert records[0].subject_ref == custodian.subject_ref("s1")
+    assert "s1" not in {r.subject_ref for r in records}  # a keyed reference, not the id
+    assert custodian.unwraps(after=records[0].id) == records[1:]
+    custodian.close()
+
+
+def test_subject_ref_is_stable_and_unlinkable_after_shredding(tmp_path: Path) -> None:
+    custodian = LocalCustodian("eu-ie", tmp_path / "keys")
+    custodian.create_data_keys(["s1"], AUTH)
+    ref = custodian.subject_ref("s1")
+    assert ref == custodian.subject_ref("s1")
+    other = LocalCustodian("eu-no", tmp_path / "other-keys")
+    other.create_data_keys(["s1"], AUTH)
+    assert other.subject_ref("s1") != ref  # regions do not share references
+    custodian.destroy_data_key("s1", AUTH)
+    assert custodian.subject_ref("s1") != ref  # the salt is gone: old entries unlinkable
+    custodian.close()
+    other.close()
