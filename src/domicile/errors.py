@@ -22,6 +22,7 @@ problem documents back to the same classes through :func:`error_for_code`.
     ├── NotFound
     │   ├── SubjectNotFound
     │   ├── PrincipalNotFound
+    │   ├── GrantNotFound
     │   └── EntryNotFound           a ledger entry, tile or checkpoint
     ├── SubjectErased               the subject was erased (tombstone)
     ├── Conflict                    state does not allow the operation
@@ -146,6 +147,13 @@ class PrincipalNotFound(NotFound):
 
     code = "principal-not-found"
     title = "principal not found"
+
+
+class GrantNotFound(NotFound):
+    """No grant has this id."""
+
+    code = "grant-not-found"
+    title = "grant not found"
 
 
 class EntryNotFound(NotFound):
