@@ -163,6 +163,13 @@ class RegionLog:
 
     # -- appending ------------------------------------------------------------------
 
+    def refresh(self) -> None:
+        """Catch up with entries another process integrated into the same store."""
+        with self._write_lock, self.db.transaction(write=False) as tx:
+            stored = self._stored_size(tx)
+            if stored != self._state.size:
+                self._state = self._load(tx, stored)
+
     @property
     def size(self) -> int:
         """The integrated (durable) tree size."""
@@ -268,6 +275,8 @@ class RegionLog:
         return self._node(self._state, level, index)
 
     def _check_size(self, size: int) -> None:
+        if size > self._state.size:
+            self.refresh()
         if not 0 < size <= self._state.size:
             raise EntryNotFound(f"log `{self.origin}` has no tree of size `{size}`")
 
@@ -364,6 +373,7 @@ class RegionLog:
     def sign_checkpoint(self) -> SignedCheckpoint:
         """Sign a checkpoint for the integrated size (or return the latest if no growth)."""
         with self._sign_lock:
+            self.refresh()
             state = self._state
             latest = self.latest_checkpoint()
             if latest is not None:

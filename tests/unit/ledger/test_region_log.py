@@ -242,3 +242,18 @@ def test_tampering_is_detected(url: StorageUrl, how: str) -> None:
                 signed.root,
             )
         again.db.close()
+
+
+def test_two_writers_on_one_store_stay_consistent(url: StorageUrl) -> None:
+    """A second process on the same store (e.g. a CLI beside the server) breaks nothing."""
+    first, second = open_log(url), open_log(url)
+    fill(first, 300)
+    first.sign_checkpoint()
+    assert second.append([b"from the second writer"] * 50) == 300  # it catches up first
+    signed = first.sign_checkpoint()  # first refreshes before signing
+    assert signed.size == 350
+    assert second.sign_checkpoint().size == 350
+    assert first.inclusion_proof(349, 350) == second.inclusion_proof(349, 350)
+    verify_log(first)
+    first.db.close()
+    second.db.close()
