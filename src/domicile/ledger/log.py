@@ -105,15 +105,22 @@ class RegionLog:
         self, origin: str, db: Database, signer: Ed25519Signer, *, tile_cache: int = 16384
     ) -> None:
         self.origin = origin
-        self.db = db
+        self.db = db  # owned from here on: closed if the log cannot open
         self.signer = signer
-        migrate(db, "ledger", "domicile.ledger")
         self._write_lock = threading.Lock()
         self._sign_lock = threading.Lock()
         self._cache: OrderedDict[tuple[int, int], Tile] = OrderedDict()
         self._cache_size = tile_cache
         self._cache_lock = threading.Lock()
-        with db.transaction(write=False) as tx:
+        try:
+            self._open()
+        except BaseException:
+            db.close()
+            raise
+
+    def _open(self) -> None:
+        migrate(self.db, "ledger", "domicile.ledger")
+        with self.db.transaction(write=False) as tx:
             self._state = self._load(tx, self._stored_size(tx))
         latest = self.latest_checkpoint()
         if latest is not None:

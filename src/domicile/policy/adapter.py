@@ -1,0 +1,243 @@
+"""The gateway's side of the policy engine: from an AccessRequest to a decision.
+
+This is the one module of ``domicile.policy`` that knows the gateway's types; the rest
+is pure, so the independent monitor can import it to replay decisions.
+
+* :func:`to_policy_request` turns an :class:`~domicile.gateway.request.AccessRequest`
+  into a field-level :class:`~domicile.policy.model.PolicyRequest`, resolving
+  jurisdictions and regions through the topology and categories through the catalog.
+* :func:`to_admin_request` does the same for `administer`, whose resource is a setting.
+* :class:`CedarDecider` keeps the gateway's ``Decider`` shape (``decide(request) ->
+  Decision``) on top of an engine and a cache, so it can replace ``RoleDecider``.
+
+Purposes: the API asks reads and exports for a purpose. Register, write, erase and
+relocate carry none yet; they are decided with the purpose ``service``
+(:data:`IMPLICIT_PURPOSE`), the purpose of an application running its own data.
+"""
+
+from __future__ import annotations
+
+import time as _time
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from domicile.catalog.catalog import Catalog
+from domicile.gateway.request import AccessRequest, Action, Decision
+from domicile.policy.cache import DecisionCache
+from domicile.policy.engine import PolicyEngine
+from domicile.policy.model import (
+    NO_GRANT,
+    CedarRequest,
+    FieldDecision,
+    GrantState,
+    PolicyContext,
+    PolicyDecision,
+    PolicyPrincipal,
+    PolicyRequest,
+    SettingResource,
+)
+from domicile.policy.places import locate
+from domicile.principals.store import Principal
+from domicile.residency.topology import Topology
+
+__all__ = [
+    "IMPLICIT_PURPOSE",
+    "CedarDecider",
+    "principal_attributes",
+    "to_admin_request",
+    "to_decision",
+    "to_policy_request",
+]
+
+IMPLICIT_PURPOSE = "service"
+"""The purpose of actions whose API does not ask for one (register, write, erase, relocate)."""
+
+_IMPLICIT_PURPOSE_ACTIONS = frozenset(
+    {Action.REGISTER, Action.WRITE, Action.ERASE, Action.RELOCATE, Action.ADMINISTER}
+)
+
+
+def principal_attributes(
+    principal: Principal, topology: Topology, *, generation: int = 0
+) -> PolicyPrincipal:
+    """Return the principal's decision attributes; jurisdiction and region from its country."""
+    country, jurisdiction, region = locate(topology, principal.country)
+    return PolicyPrincipal(
+        principal.id,
+        principal.entity,
+        country,
+        jurisdiction,
+        region,
+        frozenset(principal.roles),
+        generation,
+    )
+
+
+def _context(
+    request: AccessRequest,
+    topology: Topology,
+    *,
+    source_country: str | None,
+    grant: GrantState,
+    break_glass: bool,
+    transfer_agreement: str,
+    transforms_applied: bool,
+    now: int | None,
+) -> PolicyContext:
+    purpose = request.purpose
+    if purpose is None and request.action in _IMPLICIT_PURPOSE_ACTIONS:
+        purpose = IMPLICIT_PURPOSE
+    # Without a measured source country the request counts as coming from the
+    # principal's country of work: a stated one can only narrow, never widen access.
+    source, jurisdiction, region = locate(topology, source_country or request.principal.country)
+    return PolicyContext(
+        purpose=purpose or "",
+        source_country=source,
+        source_jurisdiction=jurisdiction,
+        source_region=region,
+        grant=grant,
+        break_glass=break_glass,
+        transfer_agreement=transfer_agreement,
+        transforms_applied=transforms_applied,
+        time=int(_time.time()) if now is None else now,
+    )
+
+
+def to_policy_request(
+    request: AccessRequest,
+    topology: Topology,
+    catalog: Catalog,
+    *,
+    grant: GrantState = NO_GRANT,
+    source_country: str | None = None,
+    break_glass: bool = False,
+    transfer_agreement: str = "",
+    transforms_applied: bool = False,
+    now: int | None = None,
+    principal_generation: int = 0,
+) -> PolicyRequest:
+    """Return the field-level policy request of a subject-data AccessRequest.
+
+    A request that names no field (register, erase, relocate) touches the whole record,
+    so it is decided over every field of the catalog. Raises UnknownRegion for a region
+    the topology does not have and UnknownField for a field the catalog does not have.
+    """
+    names = request.fields or frozenset(catalog.fields)
+    fields = {name: catalog.field(name).category.value for name in sorted(names)}
+    return PolicyRequest(
+        principal=principal_attributes(
+            request.principal, topology, generation=principal_generation
+        ),
+        action=request.action.value,
+        home_region=request.region,
+        home_jurisdiction=topology.region(request.region).jurisdiction,
+        fields=MappingProxyType(fields),
+        context=_context(
+            request,
+            topology,
+            source_country=source_country,
+            grant=grant,
+            break_glass=break_glass,
+            transfer_agreement=transfer_agreement,
+            transforms_applied=transforms_applied,
+            now=now,
+        ),
+        subject_id=request.subject_id,
+    )
+
+
+def to_admin_request(
+    request: AccessRequest,
+    topology: Topology,
+    *,
+    setting: str = "principals",
+    source_country: str | None = None,
+    now: int | None = None,
+    principal_generation: int = 0,
+) -> CedarRequest:
+    """Return the policy request of an `administer` AccessRequest on `setting`."""
+    return CedarRequest(
+        principal_attributes(request.principal, topology, generation=principal_generation),
+        request.action.value,
+        SettingResource(setting),
+        _context(
+            request,
+            topology,
+            source_country=source_country,
+            grant=NO_GRANT,
+            break_glass=False,
+            transfer_agreement="",
+            transforms_applied=False,
+            now=now,
+        ),
+    )
+
+
+def to_decision(result: FieldDecision | PolicyDecision, request: AccessRequest) -> Decision:
+    """Return the gateway's Decision: allowed and withheld fields among those requested."""
+    if isinstance(result, PolicyDecision):
+        return Decision(
+            result.decision_id, result.allowed, result.reason, policy_ids=result.policy_ids
+        )
+    requested = request.fields
+    withheld: Mapping[str, str] = {
+        name: reason for name, reason in sorted(result.withheld.items()) if name in requested
+    }
+    return Decision(
+        result.decision_id,
+        result.allowed,
+        result.reason,
+        allowed_fields=result.allowed_fields & requested if result.allowed else frozenset(),
+        withheld=dict(withheld),
+        policy_ids=result.policy_ids,
+    )
+
+
+class CedarDecider:
+    """The gateway's Decider on Cedar policies: `decide(AccessRequest) -> Decision`."""
+
+    def __init__(
+        self,
+        engine: PolicyEngine,
+        topology: Topology,
+        catalog: Catalog,
+        *,
+        cache: DecisionCache | None = None,
+        use_cache: bool = True,
+    ) -> None:
+        """Decide with `engine`, through `cache` (a new one unless `use_cache` is False)."""
+        engine.snapshot.config.verify_regions(topology.regions)
+        self.engine = engine
+        self.topology = topology
+        self.catalog = catalog
+        self.cache = cache if cache is not None or not use_cache else DecisionCache(engine)
+
+    def evaluate(
+        self,
+        request: AccessRequest,
+        *,
+        grant: GrantState = NO_GRANT,
+        source_country: str | None = None,
+        break_glass: bool = False,
+        setting: str = "principals",
+    ) -> FieldDecision | PolicyDecision:
+        """Return the full decision (ids, errors, hash, break glass, log record)."""
+        decider = self.cache if self.cache is not None else self.engine
+        if request.action is Action.ADMINISTER:
+            admin = to_admin_request(
+                request, self.topology, setting=setting, source_country=source_country
+            )
+            return decider.decide(admin)
+        policy_request = to_policy_request(
+            request,
+            self.topology,
+            self.catalog,
+            grant=grant,
+            source_country=source_country,
+            break_glass=break_glass,
+        )
+        return decider.decide_fields(policy_request)
+
+    def decide(self, request: AccessRequest) -> Decision:
+        """Decide one request (the gateway's Decider protocol)."""
+        return to_decision(self.evaluate(request), request)
