@@ -13,17 +13,19 @@ from pathlib import Path
 from domicile import __version__
 from domicile.catalog.catalog import Catalog, load_catalog
 from domicile.errors import ConfigError
-from domicile.gateway.decide import RoleDecider
 from domicile.gateway.pipeline import Gateway, RegionRuntime
 from domicile.gateway.record import LedgerRecorder
 from domicile.gateway.relocation import recover
 from domicile.gateway.request import Event
 from domicile.gateway.transform import InRegion
+from domicile.grants.store import GrantStore
 from domicile.keys.custodian import Custodian
 from domicile.keys.local import LocalCustodian
 from domicile.ledger.keys import load_or_create_signer
 from domicile.ledger.log import RegionLog
 from domicile.ledger.sequencer import Checkpointer, Sequencer
+from domicile.policy.adapter import CedarDecider
+from domicile.policy.engine import PolicyEngine
 from domicile.principals.store import PrincipalStore
 from domicile.residency.directory import SubjectDirectory
 from domicile.residency.topology import Region, Topology, load_topology
@@ -127,11 +129,12 @@ def build_digest() -> str:
     return digest.hexdigest()
 
 
-def _start_events(topology: Topology, catalog: Catalog) -> list[Event]:
+def _start_events(topology: Topology, catalog: Catalog, engine: PolicyEngine) -> list[Event]:
     build = build_digest()
     events: list[Event] = []
     for name in topology.regions:
         events.append(Event("gateway-build", name, {"digest": build, "version": __version__}))
+        events.append(Event("policy-version", name, engine.snapshot.version_record()))
         events.append(
             Event(
                 "catalog-version",
@@ -168,19 +171,25 @@ def open_runtime(settings: Settings) -> Runtime:
         for name, region in topology.regions.items()
     }
     logs = {name: open_log(region, settings) for name, region in topology.regions.items()}
+    engine = PolicyEngine.load(
+        settings.policy_file,
+        schema=settings.policy_schema_file,
+        config=settings.policy_config_file,
+    )
     gateway = Gateway(
         topology=topology,
         catalog=catalog,
         regions=regions,
         directory=directory,
         principals=principals,
-        decider=RoleDecider(),
+        decider=CedarDecider(engine, topology, catalog),
+        grants=GrantStore(control),
         transformer=InRegion(),
         recorder=LedgerRecorder({name: Sequencer(log) for name, log in logs.items()}),
         max_field_bytes=settings.max_field_bytes,
         max_batch_ids=settings.max_batch_ids,
     )
-    gateway.record(_start_events(topology, catalog))
+    gateway.record(_start_events(topology, catalog, engine))
     recover(gateway)
     checkpointer = Checkpointer(list(logs.values()), settings.checkpoint_interval)
     checkpointer.sign_all()

@@ -16,6 +16,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("domicile-data"), description="where SQLite files and keys live")
     topology_file: Path | None = Field(None, description="topology TOML; built-in default if unset")
     catalog_file: Path | None = Field(None, description="data catalog TOML; built-in if unset")
+    policy_file: Path | None = Field(None, description="Cedar policies; built-in if unset")
+    policy_schema_file: Path | None = Field(None, description="Cedar schema; built-in if unset")
+    policy_config_file: Path | None = Field(
+        None, description="purposes, countries of concern, security entities, approval steps"
+    )
     storage_url: str | None = Field(
         None,
         description=(

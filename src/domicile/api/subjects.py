@@ -23,7 +23,7 @@ from domicile.api.models import (
 )
 from domicile.api.problems import PROBLEM_TYPE, status_for
 from domicile.errors import InvalidInput
-from domicile.gateway.pipeline import SubjectView
+from domicile.gateway.pipeline import ReadContext, SubjectView
 from domicile.gateway.relocation import relocate
 
 router = APIRouter(prefix="/v1", tags=["subjects"])
@@ -46,6 +46,37 @@ def _split(fields: str | None) -> list[str] | None:
     if not names:
         raise InvalidInput("`fields` names no field")
     return names
+
+
+SourceCountry = Annotated[
+    str | None,
+    Header(
+        alias="Domicile-Source-Country",
+        description="country the request comes from (ISO 3166-1 alpha-2), as measured by a"
+        " trusted proxy; it can only narrow what a principal reaches",
+    ),
+]
+BreakGlass = Annotated[
+    str | None,
+    Header(
+        alias="Domicile-Break-Glass",
+        description="emergency access by an officer; raises an alert at once for review",
+    ),
+]
+
+
+def _context(source_country: str | None, break_glass: str | None) -> ReadContext:
+    if source_country is not None and not (
+        len(source_country) == 2 and source_country.isascii() and source_country.isalpha()
+    ):
+        raise InvalidInput("`Domicile-Source-Country` must be an ISO 3166-1 alpha-2 code")
+    flag = (break_glass or "").strip().lower()
+    if flag not in {"", "true", "1", "yes"}:
+        raise InvalidInput("`Domicile-Break-Glass` must be `true` when given")
+    return ReadContext(
+        source_country=source_country.upper() if source_country else None,
+        break_glass=bool(flag),
+    )
 
 
 def _expected_version(if_match: str | None) -> int | None:
@@ -75,9 +106,13 @@ def read(
     response: Response,
     purpose: Annotated[str | None, Query(description="declared purpose of the read")] = None,
     fields: Annotated[str | None, Query(description="comma-separated field names")] = None,
+    source_country: SourceCountry = None,
+    break_glass: BreakGlass = None,
 ) -> SubjectBody:
     """Read a subject's fields for a declared purpose."""
-    view = gateway.read(principal, subject_id, _split(fields), purpose)
+    view = gateway.read(
+        principal, subject_id, _split(fields), purpose, _context(source_country, break_glass)
+    )
     response.headers["ETag"] = f'"{view.version}"'
     return _view(view)
 
@@ -120,13 +155,17 @@ def export(
 
 @router.post("/subjects:batchGet", response_model=BatchGetResult)
 def batch_get(
-    body: BatchGetBody, principal: CurrentPrincipal, gateway: CurrentGateway
+    body: BatchGetBody,
+    principal: CurrentPrincipal,
+    gateway: CurrentGateway,
+    source_country: SourceCountry = None,
+    break_glass: BreakGlass = None,
 ) -> BatchGetResult:
     """Read many subjects, each decided on its own; per-id errors come back as problems."""
     items: list[BatchItem] = []
-    for subject_id, result in zip(
-        body.ids, gateway.batch_get(principal, body.ids, body.fields, body.purpose), strict=True
-    ):
+    context = _context(source_country, break_glass)
+    results = gateway.batch_get(principal, body.ids, body.fields, body.purpose, context)
+    for subject_id, result in zip(body.ids, results, strict=True):
         if isinstance(result, SubjectView):
             items.append(BatchItem(id=subject_id, subject=_view(result)))
         else:

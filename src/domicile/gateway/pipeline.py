@@ -26,8 +26,10 @@ from domicile.gateway.decide import Decider
 from domicile.gateway.record import Recorder
 from domicile.gateway.request import AccessRequest, Action, Decision, Event
 from domicile.gateway.transform import Transformer
+from domicile.grants.store import GrantStore, grant_state
 from domicile.keys.custodian import Authorization, Custodian
 from domicile.keys.envelope import field_aad, open_sealed, seal
+from domicile.policy.model import NO_GRANT
 from domicile.principals.store import Principal, PrincipalStore
 from domicile.residency.directory import SubjectDirectory
 from domicile.residency.topology import Topology
@@ -75,6 +77,14 @@ class SubjectExport:
 
 
 @dataclass(frozen=True)
+class ReadContext:
+    """What the caller says about a read beyond its fields and purpose."""
+
+    source_country: str | None = None
+    break_glass: bool = False
+
+
+@dataclass(frozen=True)
 class Recorded:
     """A decision that is durable in the ledger, at `index`."""
 
@@ -109,7 +119,9 @@ def decision_event(request: AccessRequest, decision: Decision, subject_ref: str 
             "action": request.action.value,
             "result": "allow" if decision.allowed else "deny",
             "reason": decision.reason,
+            "policy_hash": decision.policy_hash,
             "policy_ids": list(decision.policy_ids),
+            "errors": list(decision.errors),
             "input": {
                 "principal": {
                     "id": principal.id,
@@ -122,7 +134,12 @@ def decision_event(request: AccessRequest, decision: Decision, subject_ref: str 
                     "subject_ref": subject_ref,
                     "fields": sorted(request.fields),
                 },
-                "context": {"purpose": request.purpose},
+                "context": {
+                    "purpose": request.purpose,
+                    "source_country": request.source_country,
+                    "break_glass": request.break_glass,
+                    "grant": request.grant.id or None,
+                },
             },
             "allowed_fields": sorted(decision.allowed_fields),
             "withheld": dict(sorted(decision.withheld.items())),
@@ -144,6 +161,7 @@ class Gateway:
         decider: Decider,
         transformer: Transformer,
         recorder: Recorder,
+        grants: GrantStore | None = None,
         max_field_bytes: int | None = None,
         max_batch_ids: int = 1000,
     ) -> None:
@@ -155,6 +173,7 @@ class Gateway:
         self.decider = decider
         self.transformer = transformer
         self.recorder = recorder
+        self.grants = grants
         self.max_field_bytes = max_field_bytes
         self.max_batch_ids = max_batch_ids
 
@@ -309,19 +328,39 @@ class Gateway:
             raise InvalidInput("a read must declare its `purpose`")
         return purpose
 
+    def _read_request(
+        self,
+        principal: Principal,
+        home: str,
+        subject_id: str,
+        names: frozenset[str],
+        purpose: str,
+        context: ReadContext,
+    ) -> AccessRequest:
+        grant = (
+            grant_state(self.grants.relevant(principal.id, home, subject_id, purpose))
+            if self.grants is not None
+            else NO_GRANT
+        )
+        return AccessRequest(
+            principal, Action.READ, home, subject_id, names, purpose,
+            source_country=context.source_country, break_glass=context.break_glass, grant=grant,
+        )  # fmt: skip
+
     def read(
         self,
         principal: Principal,
         subject_id: str,
         fields: Sequence[str] | None,
         purpose: str | None,
+        context: ReadContext = ReadContext(),
     ) -> SubjectView:
         """Read a subject's fields for a declared purpose, from its home region only."""
         check_subject_id(subject_id)
         names = self._requested_fields(fields)
         purpose = self._require_purpose(purpose)
         home = self.directory.lookup(subject_id).home_region
-        request = AccessRequest(principal, Action.READ, home, subject_id, names, purpose)
+        request = self._read_request(principal, home, subject_id, names, purpose, context)
         recorded = self.decide(request, subject_id)
         record = self.regions[home].vault.fetch(subject_id, recorded.decision.allowed_fields)
         return self._view(recorded, record)
@@ -342,6 +381,7 @@ class Gateway:
         subject_ids: Sequence[str],
         fields: Sequence[str] | None,
         purpose: str | None,
+        context: ReadContext = ReadContext(),
     ) -> list[SubjectView | DomicileError]:
         """Read many subjects, each decided and recorded on its own; failures come per id."""
         if len(subject_ids) > self.max_batch_ids:
@@ -355,8 +395,8 @@ class Gateway:
         for sid in dict.fromkeys(subject_ids):
             entry = entries.get(sid)
             if entry is not None and entry.state == "active":
-                request = AccessRequest(
-                    principal, Action.READ, entry.home_region, sid, names, purpose
+                request = self._read_request(
+                    principal, entry.home_region, sid, names, purpose, context
                 )
                 items.append((request, sid))
         recorded = {r.request.subject_id: r for r in self.decide_all(items)}

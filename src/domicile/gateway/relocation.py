@@ -31,7 +31,9 @@ def relocate(gateway: Gateway, principal: Principal, subject_id: str, country: s
     leave, arrive = gateway.decide_all(
         [
             (AccessRequest(principal, Action.RELOCATE, origin, subject_id, names), subject_id),
-            (AccessRequest(principal, Action.RELOCATE, destination, subject_id, names), None),
+            # Arriving is a registration in the destination: the policy cannot tell the
+            # two sides of a move apart, and must allow the arrival like any new subject.
+            (AccessRequest(principal, Action.REGISTER, destination, subject_id, names), None),
         ]
     )
     for recorded in (leave, arrive):

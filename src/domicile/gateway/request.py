@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from domicile.policy.model import NO_GRANT, GrantState
 from domicile.principals.store import Principal
 
 
@@ -18,6 +19,10 @@ class Action(StrEnum):
     ERASE = "erase"
     EXPORT = "export"
     RELOCATE = "relocate"
+    TRANSFER = "transfer"
+    AGGREGATE = "aggregate"
+    APPROVE = "approve"
+    BREAK_GLASS = "break_glass"
     ADMINISTER = "administer"
 
 
@@ -31,6 +36,9 @@ class AccessRequest:
     subject_id: str | None = None
     fields: frozenset[str] = frozenset()
     purpose: str | None = None
+    source_country: str | None = None  # where the request comes from, if measured
+    break_glass: bool = False  # the caller invokes emergency access (alerted, reviewed)
+    grant: GrantState = NO_GRANT  # what the grant store found for this request
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,9 @@ class Decision:
     allowed_fields: frozenset[str] = frozenset()
     withheld: dict[str, str] = field(default_factory=dict)
     policy_ids: tuple[str, ...] = ()
+    policy_hash: str = ""
+    errors: tuple[str, ...] = ()
+    break_glass: bool = False  # decided by a break-glass policy: raise an alert at once
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from domicile.errors import AccessDenied, Conflict, GrantNotFound, InvalidInput
+from domicile.policy.model import NO_GRANT, GrantState
 from domicile.storage.database import Database, Tx
 from domicile.storage.migrations import migrate
 
@@ -65,6 +66,25 @@ _COLUMNS = (
     "id, requester, region, subjects, categories, purpose, justification, duration_seconds,"
     " steps_required, state, created_at, approved_at, expires_at, closed_at, closed_by"
 )
+
+
+def grant_state(grants: Sequence[Grant], now: datetime | None = None) -> GrantState:
+    """What the policy sees of the grants that reach a request: an active one if any,
+    else the newest revoked or expired one (so the decision log says why), else none."""
+    moment = now or _now()
+    active = [g for g in grants if g.is_active(moment)]
+    chosen = active[0] if active else (grants[0] if grants else None)
+    if chosen is None:
+        return NO_GRANT
+    return GrantState(
+        id=chosen.id,
+        approved=chosen.state in {"approved", "revoked"} and chosen.approved_at is not None,
+        expired=chosen.is_expired(moment),
+        revoked=chosen.state == "revoked",
+        purpose=chosen.purpose,
+        categories=frozenset(chosen.categories),
+        covers_subject=True,  # `relevant` returns only grants that reach the subject
+    )
 
 
 def _now() -> datetime:

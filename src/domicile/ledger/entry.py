@@ -34,6 +34,7 @@ KINDS = frozenset(
         "erasure",  # a subject was crypto-shredded
         "relocation",  # a subject left for, or arrived from, another region
         "gateway-build",  # the digest of the gateway build that started
+        "alert",  # something the monitor and the officers must look at now (break glass)
     }
 )
 

@@ -177,7 +177,12 @@ def to_decision(result: FieldDecision | PolicyDecision, request: AccessRequest) 
     """Return the gateway's Decision: allowed and withheld fields among those requested."""
     if isinstance(result, PolicyDecision):
         return Decision(
-            result.decision_id, result.allowed, result.reason, policy_ids=result.policy_ids
+            result.decision_id,
+            result.allowed,
+            result.reason,
+            policy_ids=result.policy_ids,
+            policy_hash=result.policy_hash,
+            errors=tuple(result.errors),
         )
     requested = request.fields
     withheld: Mapping[str, str] = {
@@ -190,6 +195,9 @@ def to_decision(result: FieldDecision | PolicyDecision, request: AccessRequest) 
         allowed_fields=result.allowed_fields & requested if result.allowed else frozenset(),
         withheld=dict(withheld),
         policy_ids=result.policy_ids,
+        policy_hash=result.policy_hash,
+        errors=tuple(result.errors),
+        break_glass=result.break_glass,
     )
 
 
@@ -239,5 +247,11 @@ class CedarDecider:
         return decider.decide_fields(policy_request)
 
     def decide(self, request: AccessRequest) -> Decision:
-        """Decide one request (the gateway's Decider protocol)."""
-        return to_decision(self.evaluate(request), request)
+        """Decide one request (the gateway's Decider protocol), with its grant and flags."""
+        result = self.evaluate(
+            request,
+            grant=request.grant,
+            source_country=request.source_country,
+            break_glass=request.break_glass,
+        )
+        return to_decision(result, request)

@@ -150,7 +150,8 @@ def test_batch_get_decides_each_record(api: TestClient, tokens: dict[str, str]) 
     items = api.post("/v1/subjects:batchGet", json=body, headers=svc).json()["items"]
     assert [i["id"] for i in items] == body["ids"]
     assert items[0]["subject"]["fields"] == {"email": PERSON["email"]}
-    assert items[2]["subject"]["home_region"] == "us"
+    # An Irish service does not reach a US subject: decided per record, not per batch.
+    assert items[2]["error"]["status"] == 403
     assert items[1]["error"]["status"] == 404
     assert items[3]["error"]["status"] == 410
     assert items[4]["error"]["status"] == 404
@@ -181,10 +182,13 @@ def test_relocation_moves_copy_verifies_and_shreds(
     regions = runtime.gateway.regions
     assert regions["eu-ie"].vault.state(sid) is SubjectState.RELOCATED
     assert regions["us"].vault.state(sid) is SubjectState.ACTIVE
-    read = api.get(f"/v1/subjects/{sid}?purpose=service", headers=svc).json()
+    # Now a US subject: the Irish service no longer reaches it, a US service does.
+    assert api.get(f"/v1/subjects/{sid}?purpose=service", headers=svc).status_code == 403
+    svc_us = h(tokens["svc_us"])
+    read = api.get(f"/v1/subjects/{sid}?purpose=service", headers=svc_us).json()
     assert read["home_region"] == "us"
     assert read["fields"]["email"] == PERSON["email"]
-    back = api.post(f"/v1/subjects/{sid}:relocate", json={"country": "SE"}, headers=svc)
+    back = api.post(f"/v1/subjects/{sid}:relocate", json={"country": "SE"}, headers=svc_us)
     assert back.json()["home_region"] == "eu-no"
     assert regions["us"].vault.state(sid) is SubjectState.RELOCATED
     assert runtime.directory.pending() == []

@@ -121,7 +121,8 @@ def test_crash_during_relocation_ends_in_exactly_one_vault(
     states = {name: r.vault.state(sid) for name, r in gw.regions.items()}
     active = [name for name, state in states.items() if state is SubjectState.ACTIVE]
     assert active == [home]
-    view = gw.read(svc, sid, None, "service")
+    reader = gw.authenticate(tokens["svc_us" if home == "us" else "svc"])
+    view = gw.read(reader, sid, None, "service")
     assert view.fields == {"email": "m@example.org", "display_name": "M"}
 
 
