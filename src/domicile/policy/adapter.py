@@ -8,7 +8,7 @@ is pure, so the independent monitor can import it to replay decisions.
   jurisdictions and regions through the topology and categories through the catalog.
 * :func:`to_admin_request` does the same for `administer`, whose resource is a setting.
 * :class:`CedarDecider` keeps the gateway's ``Decider`` shape (``decide(request) ->
-  Decision``) on top of an engine and a cache, so it can replace ``RoleDecider``.
+  Decision``) on top of an engine and a cache.
 
 Purposes: the API asks reads and exports for a purpose. Register, write, erase and
 relocate carry none yet; they are decided with the purpose ``service``
