@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from domicile import __version__
 from domicile.catalog.catalog import Catalog, load_catalog
@@ -18,6 +19,7 @@ from domicile.gateway.record import LedgerRecorder
 from domicile.gateway.relocation import recover
 from domicile.gateway.request import Event
 from domicile.gateway.transform import InRegion
+from domicile.grants.desk import GrantDesk
 from domicile.grants.store import GrantStore
 from domicile.keys.custodian import Custodian
 from domicile.keys.local import LocalCustodian
@@ -53,6 +55,21 @@ class Runtime:
     directory: SubjectDirectory
     logs: dict[str, RegionLog]
     checkpointer: Checkpointer
+    grants: GrantDesk
+    policy: PolicyEngine
+
+    def reload_policy(self) -> dict[str, Any]:
+        """Re-read the policy files, activate them, and record the version in every region."""
+        self.policy.reload(
+            self.settings.policy_file,
+            schema=self.settings.policy_schema_file,
+            config=self.settings.policy_config_file,
+        )
+        record = self.policy.snapshot.version_record()
+        self.gateway.record(
+            [Event("policy-version", name, record) for name in self.topology.regions]
+        )
+        return record
 
     def close(self) -> None:
         """Sign a last checkpoint, then close every database and custodian."""
@@ -176,6 +193,7 @@ def open_runtime(settings: Settings) -> Runtime:
         schema=settings.policy_schema_file,
         config=settings.policy_config_file,
     )
+    grant_store = GrantStore(control)
     gateway = Gateway(
         topology=topology,
         catalog=catalog,
@@ -183,7 +201,7 @@ def open_runtime(settings: Settings) -> Runtime:
         directory=directory,
         principals=principals,
         decider=CedarDecider(engine, topology, catalog),
-        grants=GrantStore(control),
+        grants=grant_store,
         transformer=InRegion(),
         recorder=LedgerRecorder({name: Sequencer(log) for name, log in logs.items()}),
         max_field_bytes=settings.max_field_bytes,
@@ -194,4 +212,16 @@ def open_runtime(settings: Settings) -> Runtime:
     checkpointer = Checkpointer(list(logs.values()), settings.checkpoint_interval)
     checkpointer.sign_all()
     checkpointer.start()
-    return Runtime(settings, topology, catalog, gateway, principals, directory, logs, checkpointer)
+    desk = GrantDesk(gateway, grant_store, dict(engine.snapshot.config.approval_steps))
+    return Runtime(
+        settings,
+        topology,
+        catalog,
+        gateway,
+        principals,
+        directory,
+        logs,
+        checkpointer,
+        desk,
+        engine,
+    )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
 
-from domicile.api.deps import CurrentGateway, CurrentPrincipal
+from domicile.api.deps import CurrentGateway, CurrentPrincipal, get_runtime
 from domicile.api.models import PrincipalBody, RegionBody
-from domicile.errors import AccessDenied
+from domicile.gateway.pipeline import Gateway
 from domicile.gateway.request import AccessRequest, Action
 from domicile.principals.store import Principal
 
@@ -40,11 +41,31 @@ def _body(p: Principal) -> PrincipalBody:
     )
 
 
+def _administer(principal: Principal, gateway: Gateway) -> None:
+    region = next(iter(gateway.topology.regions))
+    gateway.decide(AccessRequest(principal, Action.ADMINISTER, region))  # recorded
+
+
 @router.get("/principals", response_model=list[PrincipalBody])
 def principals(principal: CurrentPrincipal, gateway: CurrentGateway) -> list[PrincipalBody]:
     """Every principal (administrators only)."""
-    region = next(iter(gateway.topology.regions))
-    decision = gateway.decider.decide(AccessRequest(principal, Action.ADMINISTER, region))
-    if not decision.allowed:
-        raise AccessDenied(decision.reason)
+    _administer(principal, gateway)
     return [_body(p) for p in gateway.principals.list()]
+
+
+class PolicyVersionBody(BaseModel):
+    """The policy version in force."""
+
+    policy_hash: str
+    policy_ids: list[str]
+
+
+@router.post("/policy:reload", response_model=PolicyVersionBody)
+def reload_policy(
+    principal: CurrentPrincipal, gateway: CurrentGateway, request: Request
+) -> PolicyVersionBody:
+    """Re-read the policy files; a bad file keeps the version in force and says why."""
+    _administer(principal, gateway)
+    runtime = get_runtime(request)
+    record = runtime.reload_policy()
+    return PolicyVersionBody(policy_hash=record["policy_hash"], policy_ids=record["policy_ids"])

@@ -29,6 +29,7 @@ _STATUS: list[tuple[type[errors.DomicileError], int]] = [
     (errors.Conflict, 409),
     (errors.RecordingFailed, 503),
     (errors.StorageError, 503),
+    (errors.ConfigError, 422),
 ]
 
 

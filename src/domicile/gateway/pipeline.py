@@ -197,7 +197,22 @@ class Gateway:
             )
             for (request, sid), decision in zip(items, decisions, strict=True)
         ]
-        indices = self.recorder.record(events)
+        # Break glass raises its alert in the same durable batch as the decision.
+        alerts = [
+            Event(
+                "alert",
+                request.region,
+                {
+                    "alert": "break-glass",
+                    "decision_id": decision.decision_id,
+                    "principal_id": request.principal.id,
+                    "review": "pending",
+                },
+            )
+            for (request, _), decision in zip(items, decisions, strict=True)
+            if decision.allowed and decision.break_glass
+        ]
+        indices = self.recorder.record(events + alerts)[: len(events)]
         return [
             Recorded(request, decision, index)
             for (request, _), decision, index in zip(items, decisions, indices, strict=True)
