@@ -203,6 +203,41 @@ class Client:
         ).json()
         return data
 
+    def request_grant(
+        self,
+        *,
+        region: str,
+        categories: Sequence[str],
+        purpose: str,
+        justification: str,
+        duration_minutes: int,
+        subjects: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """Ask for just-in-time access; returns the pending grant."""
+        body = {
+            "region": region,
+            "subjects": list(subjects),
+            "categories": list(categories),
+            "purpose": purpose,
+            "justification": justification,
+            "duration_minutes": duration_minutes,
+        }
+        data: dict[str, Any] = self._call("POST", "/v1/grants", json=body).json()
+        return data
+
+    def grants(self, *, state: str | None = None) -> list[dict[str, Any]]:
+        """Grants the caller may see."""
+        params = {"state": state} if state else {}
+        data: list[dict[str, Any]] = self._call("GET", "/v1/grants", params=params).json()
+        return data
+
+    def grant_step(self, grant_id: str, step: str) -> dict[str, Any]:
+        """`approve`, `deny` or `revoke` a grant."""
+        if step not in {"approve", "deny", "revoke"}:
+            raise errors.InvalidInput(f"grant step `{step}` is not approve, deny or revoke")
+        data: dict[str, Any] = self._call("POST", f"/v1/grants/{grant_id}:{step}").json()
+        return data
+
     def regions(self) -> list[dict[str, Any]]:
         """The regions and their subject counts."""
         data: list[dict[str, Any]] = self._call("GET", "/v1/regions").json()

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def block_after(marker: str) -> str:
@@ -34,40 +25,6 @@ def block_after(marker: str) -> str:
 
 def bin_dir() -> Path:
     return Path(sys.executable).parent
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """`domicile up` in a fresh directory, as a user would start it."""
-    port = free_port()
-    os.symlink(Path(sys.prefix), tmp_path / ".venv")
-    log = tmp_path / "up.log"
-    with log.open("w") as sink:
-        proc = subprocess.Popen(
-            [str(bin_dir() / "domicile"), "up", "--port", str(port)],
-            cwd=tmp_path,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-        if proc.poll() is not None:
-            pytest.fail(f"domicile up exited: {log.read_text()}")
-    else:
-        proc.kill()
-        pytest.fail("domicile up did not come up within 60 s")
-    yield url, tmp_path
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def test_readme_tour_runs_as_written(server: tuple[str, Path]) -> None:
@@ -227,3 +184,69 @@ def test_principals_revoke_from_cli_locks_out_at_once(server: tuple[str, Path]) 
     )
     assert token not in listed.stdout
     assert '"tmp-svc"' in listed.stdout
+
+
+def test_grants_from_the_cli(server: tuple[str, Path]) -> None:
+    url, cwd = server
+    domicile = str(bin_dir() / "domicile")
+
+    def run(*argv: str) -> str:
+        done = subprocess.run(
+            [domicile, *argv], cwd=cwd, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    entity = "Trusted Security Partner EU"
+    tokens = {
+        who: run(
+            "principals", "add", "--id", who, "--entity", entity, "--country", "IE", "--role", role
+        )
+        .strip()
+        .splitlines()[-1]
+        for who, role in [("ana", "analyst"), ("apo", "approver"), ("bea", "approver")]
+    }
+    grant = json.loads(
+        run(
+            "grants",
+            "request",
+            "--url",
+            url,
+            "--token",
+            tokens["ana"],
+            "--region",
+            "eu-ie",
+            "--category",
+            "restricted",
+            "--purpose",
+            "security",
+            "--justification",
+            "incident 42",
+            "--minutes",
+            "15",
+        )
+    )
+    assert grant["state"] == "pending"
+    assert grant["steps_required"] == 2
+    own = subprocess.run(
+        [domicile, "grants", "approve", grant["id"], "--url", url, "--token", tokens["ana"]],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
+    assert own.returncode == 1
+    assert "own request" in own.stderr
+    run("grants", "approve", grant["id"], "--url", url, "--token", tokens["apo"])
+    approved = json.loads(
+        run("grants", "approve", grant["id"], "--url", url, "--token", tokens["bea"])
+    )
+    assert approved["state"] == "approved"
+    assert approved["approvals"] == ["apo", "bea"]
+    listed = json.loads(
+        run("grants", "list", "--state", "approved", "--url", url, "--token", tokens["apo"])
+    )
+    assert [g["id"] for g in listed] == [grant["id"]]
+    revoked = json.loads(
+        run("grants", "revoke", grant["id"], "--url", url, "--token", tokens["ana"])
+    )
+    assert revoked["state"] == "revoked"
