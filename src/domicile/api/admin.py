@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from domicile.api.deps import CurrentGateway, CurrentPrincipal, get_runtime
+from domicile.api.deps import CurrentGateway, CurrentPrincipal, runtime_of
 from domicile.api.models import PrincipalBody, RegionBody
 from domicile.gateway.pipeline import Gateway
 from domicile.gateway.request import AccessRequest, Action
@@ -66,6 +66,6 @@ def reload_policy(
 ) -> PolicyVersionBody:
     """Re-read the policy files; a bad file keeps the version in force and says why."""
     _administer(principal, gateway)
-    runtime = get_runtime(request)
+    runtime = runtime_of(request)
     record = runtime.reload_policy()
     return PolicyVersionBody(policy_hash=record["policy_hash"], policy_ids=record["policy_ids"])

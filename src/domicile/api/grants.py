@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from domicile.api.deps import CurrentPrincipal, get_runtime
+from domicile.api.deps import CurrentPrincipal, runtime_of
 from domicile.grants.desk import GrantDesk
 from domicile.grants.store import Grant
 
@@ -50,7 +50,7 @@ class GrantBody(BaseModel):
 
 
 def _desk(request: Request) -> GrantDesk:
-    return get_runtime(request).grants
+    return runtime_of(request).grants
 
 
 def _body(grant: Grant) -> GrantBody:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
-from domicile.api.deps import get_runtime
+from domicile.api.deps import runtime_of
 from domicile.errors import EntryNotFound, InvalidInput, UnknownRegion
 from domicile.ledger.entry import decode_entry
 from domicile.ledger.log import RegionLog
@@ -29,7 +29,7 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 
 
 def _log(request: Request, region: str) -> RegionLog:
-    logs = get_runtime(request).logs
+    logs = runtime_of(request).logs
     if region not in logs:
         raise UnknownRegion(f"no region `{region[:40]}`")
     return logs[region]

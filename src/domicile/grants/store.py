@@ -231,12 +231,14 @@ class GrantStore:
         self, requester: str, region: str, subject_id: str | None, purpose: str | None
     ) -> list[Grant]:
         """Approved or revoked grants of `requester` in `region` that reach this subject."""
+        rows = self.db.query(
+            "SELECT id FROM grants WHERE requester = ? AND region = ?"
+            " AND state IN ('approved', 'revoked') AND purpose = ?"
+            " ORDER BY created_at DESC LIMIT 50",
+            (requester, region, purpose or ""),
+        )
+        if not rows:  # the common case: no grant at all, one statement
+            return []
         with self.db.transaction(write=False) as tx:
-            rows = tx.execute(
-                "SELECT id FROM grants WHERE requester = ? AND region = ?"
-                " AND state IN ('approved', 'revoked') AND purpose = ?"
-                " ORDER BY created_at DESC LIMIT 50",
-                (requester, region, purpose or ""),
-            ).fetchall()
             grants = [self._get(tx, str(r[0])) for r in rows]
         return [g for g in grants if g.covers(subject_id)]

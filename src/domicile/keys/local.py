@@ -98,10 +98,10 @@ class LocalCustodian:
         """
         if authorization.ledger_index is None or authorization.ledger_index < 0:
             raise AccessDenied("the custodian unwraps only against a decision in the ledger")
-        with self._db.transaction(write=False) as tx:
-            row = tx.execute(
-                "SELECT wrapped, destroyed FROM data_keys WHERE subject_id = ?", (subject_id,)
-            ).fetchone()
+        rows = self._db.query(
+            "SELECT wrapped, destroyed FROM data_keys WHERE subject_id = ?", (subject_id,)
+        )
+        row = rows[0] if rows else None
         if row is None:
             raise KeyDestroyed(f"no data key for subject `{subject_id}` in `{self.region}`")
         if row[1]:
@@ -165,13 +165,12 @@ class LocalCustodian:
             if ref is not None:
                 self._refs.move_to_end(subject_id)
                 return ref
-        with self._db.transaction(write=False) as tx:
-            row = tx.execute(
-                "SELECT ref_salt, destroyed FROM data_keys WHERE subject_id = ?", (subject_id,)
-            ).fetchone()
-        live = row is not None and not row[1]
+        rows = self._db.query(
+            "SELECT ref_salt, destroyed FROM data_keys WHERE subject_id = ?", (subject_id,)
+        )
+        live = bool(rows) and not rows[0][1]
         # Without live material the reference links to nothing kept about the subject.
-        salt = bytes(row[0]) if live else b"no-subject-material"
+        salt = bytes(rows[0][0]) if live else b"no-subject-material"
         mac = hmac.new(self._ref_key, salt + b"\x00" + subject_id.encode(), hashlib.sha256)
         ref = mac.hexdigest()[:32]
         if live:

@@ -63,8 +63,16 @@ class Tile:
     index: int
     width: int
     nodes: bytes
+    # The rows as hashes, kept when the tile was built from them (the rightmost tiles,
+    # which every append grows), so growing does not split the blob again.
+    known_rows: tuple[tuple[bytes, ...], ...] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     def rows(self) -> list[list[bytes]]:
+        """The tile's rows as new lists of hashes, bottom row first."""
+        if self.known_rows is not None:
+            return [list(row) for row in self.known_rows]
         offsets = row_offsets(self.width)
         return [
             [
@@ -82,7 +90,7 @@ class _State:
     size: int
     compact: CompactRange
     edge_tiles: dict[int, Tile] = field(default_factory=dict)  # rightmost tile per level
-    edge_bundle: tuple[int, tuple[bytes, ...]] = (0, ())  # rightmost bundle
+    edge_bundle: tuple[int, tuple[bytes, ...], bytes] = (0, (), b"")  # rightmost, encoded
 
 
 @dataclass(frozen=True)
@@ -144,7 +152,7 @@ class RegionLog:
             edge_tiles[level] = tile
             count >>= TILE_HEIGHT
             level += 1
-        bundle: tuple[int, tuple[bytes, ...]] = (0, ())
+        bundle: tuple[int, tuple[bytes, ...], bytes] = (0, (), b"")
         if size:
             index = (size - 1) >> TILE_HEIGHT
             row = tx.execute(
@@ -152,7 +160,8 @@ class RegionLog:
             ).fetchone()
             if row is None:
                 raise LedgerError(f"log `{self.origin}` is missing entry bundle {index}")
-            bundle = (index, tuple(decode_bundle(bytes(row[1]), int(row[0]))))
+            data = bytes(row[1])
+            bundle = (index, tuple(decode_bundle(data, int(row[0]))), data)
         state = _State(size, CompactRange(), edge_tiles, bundle)
         compact = CompactRange.from_node_reader(size, lambda lv, ix: self._node(state, lv, ix))
         return _State(size, compact, edge_tiles, bundle)
@@ -223,25 +232,25 @@ class RegionLog:
     @staticmethod
     def _grow_bundles(
         state: _State, entries: Sequence[bytes]
-    ) -> tuple[list[tuple[int, int, bytes]], tuple[int, tuple[bytes, ...]]]:
-        """Bundle rows to write, and the new rightmost bundle."""
+    ) -> tuple[list[tuple[int, int, bytes]], tuple[int, tuple[bytes, ...], bytes]]:
+        """Bundle rows to write, and the new rightmost bundle (entries and encoding)."""
         if not entries:
             return [], state.edge_bundle
-        index, current = state.edge_bundle
+        index, current, encoded = state.edge_bundle
         if len(current) == TILE_WIDTH:
-            index, current = index + 1, ()
-        pending = list(current)
+            index, current, encoded = index + 1, (), b""
         rows: list[tuple[int, int, bytes]] = []
         edge = state.edge_bundle
-        for entry in entries:
-            pending.append(entry)
-            if len(pending) == TILE_WIDTH:
-                rows.append((index, TILE_WIDTH, encode_bundle(pending)))
-                edge = (index, tuple(pending))
-                index, pending = index + 1, []
-        if pending:
-            rows.append((index, len(pending), encode_bundle(pending)))
-            edge = (index, tuple(pending))
+        at = 0
+        while at < len(entries):
+            take = entries[at : at + TILE_WIDTH - len(current)]
+            at += len(take)
+            # Only the new entries are encoded; the bundle so far is kept encoded.
+            current, encoded = (*current, *take), encoded + encode_bundle(take)
+            rows.append((index, len(current), encoded))
+            edge = (index, current, encoded)
+            if len(current) == TILE_WIDTH:
+                index, current, encoded = index + 1, (), b""
         return rows, edge
 
     # -- reading --------------------------------------------------------------------
@@ -425,7 +434,12 @@ def grow_tiles(edge_tiles: dict[int, Tile], nodes: list[Node]) -> dict[tuple[int
             rows_by_tile[(level, index)] = rows
         rows[k].append(node.hash)
     return {
-        key: Tile(key[1], len(rows[0]), b"".join(b"".join(r) for r in rows))
+        key: Tile(
+            key[1],
+            len(rows[0]),
+            b"".join(b"".join(r) for r in rows),
+            tuple(tuple(r) for r in rows),
+        )
         for key, rows in rows_by_tile.items()
     }
 

@@ -141,13 +141,13 @@ class PrincipalStore:
         """Return the principal holding `token`; AuthenticationError for anything else."""
         if not _TOKEN.match(token):
             raise AuthenticationError("bearer token is malformed")
-        with self.db.transaction(write=False) as tx:
-            row = tx.execute(
-                "SELECT p.id, p.entity, p.country, p.roles, p.created_at, p.revoked_at,"
-                " t.revoked_at FROM tokens t JOIN principals p ON p.id = t.principal_id"
-                " WHERE t.token_hash = ?",
-                (hash_token(token),),
-            ).fetchone()
+        rows = self.db.query(
+            "SELECT p.id, p.entity, p.country, p.roles, p.created_at, p.revoked_at,"
+            " t.revoked_at FROM tokens t JOIN principals p ON p.id = t.principal_id"
+            " WHERE t.token_hash = ?",
+            (hash_token(token),),
+        )
+        row = rows[0] if rows else None
         if row is None:
             raise AuthenticationError("bearer token is not known")
         principal = _row_to_principal(row[:6])

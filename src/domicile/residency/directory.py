@@ -86,13 +86,19 @@ class SubjectDirectory:
 
     def lookup(self, subject_id: str) -> DirectoryEntry:
         """Return an active subject's entry; SubjectNotFound or SubjectErased otherwise."""
-        with self.db.transaction(write=False) as tx:
-            return self._lookup(tx, subject_id)
+        rows = self.db.query(
+            f"SELECT {_COLUMNS} FROM subject_directory WHERE id = ?", (subject_id,)
+        )
+        return self._entry_of(subject_id, rows[0] if rows else None)
 
     def _lookup(self, tx: Tx, subject_id: str, lock: str = "") -> DirectoryEntry:
         row = tx.execute(
             f"SELECT {_COLUMNS} FROM subject_directory WHERE id = ?{lock}", (subject_id,)
         ).fetchone()
+        return self._entry_of(subject_id, row)
+
+    @staticmethod
+    def _entry_of(subject_id: str, row: tuple[object, ...] | None) -> DirectoryEntry:
         if row is None or row[2] == "registering":
             raise SubjectNotFound(f"no subject `{subject_id}`")
         if row[2] == "erased":

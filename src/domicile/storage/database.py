@@ -64,6 +64,9 @@ class Database(Protocol):
     def transaction(self, *, write: bool = True) -> AbstractContextManager[Tx]:
         """Run a block in one transaction; commit on success, roll back on error."""
 
+    def query(self, statement: str, params: Params = ()) -> list[Any]:
+        """Run one read-only statement on its own (atomic by itself) and return its rows."""
+
     def close(self) -> None:
         """Release every connection."""
 
@@ -113,6 +116,13 @@ class SqliteDatabase:
         except sqlite3.Error as exc:
             conn.execute("ROLLBACK")
             raise StorageError(f"commit failed on `{self.path.name}`: {exc}") from exc
+
+    def query(self, statement: str, params: Params = ()) -> list[Any]:
+        """Run one read-only statement in autocommit mode: no BEGIN/COMMIT round trips."""
+        try:
+            return self._connection().execute(statement, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite error in `{self.path.name}`: {exc}") from exc
 
     def checkpoint(self) -> None:
         """Copy the write-ahead log into the database file and truncate it."""
@@ -211,6 +221,11 @@ class PostgresDatabase:
             raise Conflict(f"constraint violated in schema `{self.url.schema}`: {exc}") from exc
         except (psycopg.Error, PoolTimeout) as exc:
             raise StorageError(f"postgresql error in schema `{self.url.schema}`: {exc}") from exc
+
+    def query(self, statement: str, params: Params = ()) -> list[Any]:
+        """Run one read-only statement and return its rows."""
+        with self.transaction(write=False) as tx:
+            return tx.execute(statement, params).fetchall()
 
     def close(self) -> None:
         """Close the pool."""

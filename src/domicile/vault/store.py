@@ -85,9 +85,22 @@ class Vault:
             )
 
     def fetch(self, subject_id: str, names: Collection[str] | None = None) -> SealedRecord:
-        """Return a subject's record with the sealed values of `names` (all when None)."""
-        with self.db.transaction(write=False) as tx:
-            return self._fetch(tx, subject_id, names)
+        """Return a subject's record with the sealed values of `names` (all when None).
+
+        One statement (the row joined with its fields), so it is atomic on its own.
+        """
+        wanted = "" if names is None else " AND f.name IN (" + ", ".join("?" for _ in names) + ")"
+        if names is not None and not names:
+            wanted = " AND 1 = 0"
+        rows = self.db.query(
+            "SELECT s.state, s.version, s.catalog_version, s.created_at, s.updated_at,"
+            " f.name, f.sealed FROM subjects s LEFT JOIN fields f ON f.subject_id = s.id"
+            f"{wanted} WHERE s.id = ?",
+            (*(names or ()), subject_id),
+        )
+        record = self._record(subject_id, rows[0][:5] if rows else None)
+        record.fields.update((str(r[5]), bytes(r[6])) for r in rows if r[5] is not None)
+        return record
 
     def fetch_many(
         self, subject_ids: Sequence[str], names: Collection[str] | None = None
