@@ -41,19 +41,28 @@ KINDS = frozenset(
 Json = None | bool | int | str | list["Json"] | dict[str, "Json"]
 
 
-def _check(value: Any, where: str) -> None:
+def _is_json(value: Any) -> bool:
+    # Hot path (every decision): no path strings are built unless something is wrong.
     if value is None or isinstance(value, bool | int | str):
+        return True
+    if type(value) is list:
+        return all(_is_json(item) for item in value)
+    if type(value) is dict:
+        return all(type(k) is str and _is_json(v) for k, v in value.items())
+    return False
+
+
+def _check(value: Any, where: str) -> None:
+    if _is_json(value):
         return
     if isinstance(value, list):
         for i, item in enumerate(value):
             _check(item, f"{where}[{i}]")
-        return
-    if isinstance(value, dict):
+    elif isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise LedgerError(f"entry key at `{where}` is not a string")
             _check(item, f"{where}.{key}")
-        return
     raise LedgerError(f"entry value at `{where}` is a {type(value).__name__}, not json")
 
 
