@@ -26,7 +26,7 @@ from domicile.gateway.decide import Decider
 from domicile.gateway.record import Recorder
 from domicile.gateway.request import AccessRequest, Action, Decision, Event
 from domicile.gateway.transform import Transformer
-from domicile.grants.store import GrantStore, grant_state
+from domicile.grants.store import Grant, GrantStore, grant_state
 from domicile.keys.custodian import Authorization, Custodian
 from domicile.keys.envelope import field_aad, open_sealed, seal
 from domicile.policy.model import NO_GRANT
@@ -398,7 +398,12 @@ class Gateway:
         purpose: str | None,
         context: ReadContext = ReadContext(),
     ) -> list[SubjectView | DomicileError]:
-        """Read many subjects, each decided and recorded on its own; failures come per id."""
+        """Read many subjects, each decided and recorded on its own; failures come per id.
+
+        Records whose decision-relevant attributes are equal (same region, same grant
+        state) share one policy evaluation, but each still gets its own decision id,
+        ledger entry and unwrap record.
+        """
         if len(subject_ids) > self.max_batch_ids:
             raise InvalidInput(
                 f"a batch holds at most {self.max_batch_ids} ids, not {len(subject_ids)}"
@@ -406,19 +411,68 @@ class Gateway:
         names = self._requested_fields(fields)
         purpose = self._require_purpose(purpose)
         entries = self.directory.lookup_many([s for s in subject_ids if is_subject_id(s)])
-        items: list[tuple[AccessRequest, str | None]] = []
-        for sid in dict.fromkeys(subject_ids):
-            entry = entries.get(sid)
-            if entry is not None and entry.state == "active":
-                request = self._read_request(
-                    principal, entry.home_region, sid, names, purpose, context
-                )
-                items.append((request, sid))
-        recorded = {r.request.subject_id: r for r in self.decide_all(items)}
+        requests = self._batch_requests(principal, entries, subject_ids, names, purpose, context)
+        decisions = self._batch_decisions(requests)
+        recorded = {
+            r.request.subject_id: r
+            for r in self.record_decisions([(r, r.subject_id) for r in requests], decisions)
+        }
         records = self._fetch_allowed(recorded)
+        views = self._open_batch(recorded, records)
         out: list[SubjectView | DomicileError] = []
         for sid in subject_ids:
-            out.append(self._batch_item(sid, entries, recorded, records))
+            out.append(self._batch_item(sid, entries, recorded, views))
+        return out
+
+    def _batch_requests(
+        self,
+        principal: Principal,
+        entries: Mapping[str, Any],
+        subject_ids: Sequence[str],
+        names: frozenset[str],
+        purpose: str,
+        context: ReadContext,
+    ) -> list[AccessRequest]:
+        grants_by_region: dict[str, list[Grant]] = {}
+        requests: list[AccessRequest] = []
+        for sid in dict.fromkeys(subject_ids):
+            entry = entries.get(sid)
+            if entry is None or entry.state != "active":
+                continue
+            region = entry.home_region
+            if region not in grants_by_region:
+                grants_by_region[region] = (
+                    self.grants.relevant(principal.id, region, None, purpose, any_subject=True)
+                    if self.grants is not None
+                    else []
+                )
+            grant = grant_state([g for g in grants_by_region[region] if g.covers(sid)])
+            requests.append(
+                AccessRequest(
+                    principal,
+                    Action.READ,
+                    region,
+                    sid,
+                    names,
+                    purpose,
+                    source_country=context.source_country,
+                    break_glass=context.break_glass,
+                    grant=grant,
+                )
+            )
+        return requests
+
+    def _batch_decisions(self, requests: Sequence[AccessRequest]) -> list[Decision]:
+        shared: dict[tuple[str, tuple[object, ...]], Decision] = {}
+        out: list[Decision] = []
+        for request in requests:
+            key = (request.region, request.grant.key())
+            decision = shared.get(key)
+            if decision is None:
+                decision = shared[key] = self.decider.decide(request)
+                out.append(decision)
+            else:
+                out.append(replace(decision, decision_id=uuid.uuid4().hex))
         return out
 
     def _fetch_allowed(
@@ -430,15 +484,46 @@ class Gateway:
                 by_region.setdefault(rec.request.region, []).append(sid)
         records: dict[str, SealedRecord | DomicileError] = {}
         for region, ids in by_region.items():
-            records.update(self.regions[region].vault.fetch_many(ids, None))
+            wanted = frozenset().union(*(recorded[sid].decision.allowed_fields for sid in ids))
+            records.update(self.regions[region].vault.fetch_many(ids, wanted))
         return records
+
+    def _open_batch(
+        self,
+        recorded: Mapping[str | None, Recorded],
+        records: Mapping[str, SealedRecord | DomicileError],
+    ) -> dict[str, SubjectView | DomicileError]:
+        """Unwrap each region's keys in one custodian call, then open the values."""
+        by_region: dict[str, list[tuple[str, Authorization]]] = {}
+        for sid, found in records.items():
+            if isinstance(found, SealedRecord) and found.fields:
+                by_region.setdefault(found.region, []).append((sid, recorded[sid].authorization()))
+        keys: dict[str, bytes | KeyDestroyed] = {}
+        for region, wanted in by_region.items():
+            keys.update(self.regions[region].custodian.unwrap_data_keys(wanted))
+        views: dict[str, SubjectView | DomicileError] = {}
+        for sid, found in records.items():
+            if not isinstance(found, SealedRecord):
+                views[sid] = found
+                continue
+            key = keys.get(sid)
+            if isinstance(key, KeyDestroyed):
+                views[sid] = SubjectErased(f"subject `{sid}` was erased")
+                continue
+            rec = recorded[sid]
+            allowed = {k: v for k, v in found.fields.items() if k in rec.decision.allowed_fields}
+            values = self.open_values(found.region, sid, key, allowed) if key else {}
+            shown = self.transformer.transform(rec.request, values)
+            views[sid] = SubjectView(sid, found.region, found.version, shown,
+                                     rec.decision.withheld)  # fmt: skip
+        return views
 
     def _batch_item(
         self,
         sid: str,
         entries: Mapping[str, Any],
         recorded: Mapping[str | None, Recorded],
-        records: Mapping[str, SealedRecord | DomicileError],
+        views: Mapping[str, SubjectView | DomicileError],
     ) -> SubjectView | DomicileError:
         if sid not in entries:
             return SubjectNotFound(f"no subject `{sid[:64]}`")
@@ -447,14 +532,7 @@ class Gateway:
             return SubjectErased(f"subject `{sid}` was erased")
         if not rec.decision.allowed:
             return AccessDenied(rec.decision.reason)
-        found = records[sid]
-        if isinstance(found, DomicileError):
-            return found
-        allowed = {k: v for k, v in found.fields.items() if k in rec.decision.allowed_fields}
-        try:
-            return self._view(rec, replace(found, fields=allowed))
-        except SubjectErased as exc:
-            return exc
+        return views[sid]
 
     # -- update, export, erase ----------------------------------------------------------
 

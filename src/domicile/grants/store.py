@@ -228,9 +228,16 @@ class GrantStore:
             return self._get(tx, grant_id)
 
     def relevant(
-        self, requester: str, region: str, subject_id: str | None, purpose: str | None
+        self,
+        requester: str,
+        region: str,
+        subject_id: str | None,
+        purpose: str | None,
+        *,
+        any_subject: bool = False,
     ) -> list[Grant]:
-        """Approved or revoked grants of `requester` in `region` that reach this subject."""
+        """Approved or revoked grants of `requester` in `region` that reach this subject
+        (or, with `any_subject`, every such grant whatever subjects it names)."""
         rows = self.db.query(
             "SELECT id FROM grants WHERE requester = ? AND region = ?"
             " AND state IN ('approved', 'revoked') AND purpose = ?"
@@ -241,4 +248,4 @@ class GrantStore:
             return []
         with self.db.transaction(write=False) as tx:
             grants = [self._get(tx, str(r[0])) for r in rows]
-        return [g for g in grants if g.covers(subject_id)]
+        return grants if any_subject else [g for g in grants if g.covers(subject_id)]

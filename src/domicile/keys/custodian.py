@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from domicile.errors import KeyDestroyed
+
 
 @dataclass(frozen=True)
 class Authorization:
@@ -55,6 +57,11 @@ class Custodian(Protocol):
         Refuses (AccessDenied) without a ledger reference, raises KeyDestroyed once
         shredded, and keeps its own durable record of every unwrap.
         """
+
+    def unwrap_data_keys(
+        self, requests: Sequence[tuple[str, Authorization]]
+    ) -> dict[str, bytes | KeyDestroyed]:
+        """Unwrap several keys at once (one durable unwrap record for the batch)."""
 
     def unwraps(self, after: int = 0, limit: int = 1000) -> list[UnwrapRecord]:
         """The custodian's record of unwraps with id > `after`, oldest first."""

@@ -24,6 +24,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -96,31 +97,50 @@ class LocalCustodian:
         AccessDenied without a ledger reference; KeyDestroyed once shredded. The key is
         returned only after the unwrap record is durable.
         """
-        if authorization.ledger_index is None or authorization.ledger_index < 0:
-            raise AccessDenied("the custodian unwraps only against a decision in the ledger")
-        rows = self._db.query(
-            "SELECT wrapped, destroyed FROM data_keys WHERE subject_id = ?", (subject_id,)
-        )
-        row = rows[0] if rows else None
-        if row is None:
-            raise KeyDestroyed(f"no data key for subject `{subject_id}` in `{self.region}`")
-        if row[1]:
-            raise KeyDestroyed(f"data key of subject `{subject_id}` was destroyed")
-        try:
-            key = open_sealed(self._kek, bytes(row[0]), self._aad(subject_id))
-        except IntegrityError as exc:
-            raise IntegrityError(
-                f"wrapped data key of subject `{subject_id}` does not verify in `{self.region}`"
-            ) from exc
-        record = (
-            self.subject_ref(subject_id),
-            authorization.decision_id,
-            authorization.ledger_index,
-            authorization.action,
-            datetime.now(UTC).isoformat(timespec="microseconds"),
-        )
-        self._unwrap_log.submit([record])
+        key = self.unwrap_data_keys([(subject_id, authorization)])[subject_id]
+        if isinstance(key, KeyDestroyed):
+            raise key
         return key
+
+    def unwrap_data_keys(
+        self, requests: Sequence[tuple[str, Authorization]]
+    ) -> dict[str, bytes | KeyDestroyed]:
+        """Unwrap several keys; every unwrap is recorded (durably, in one batch) first."""
+        for _, authorization in requests:
+            if authorization.ledger_index is None or authorization.ledger_index < 0:
+                raise AccessDenied("the custodian unwraps only against a decision in the ledger")
+        rows: dict[str, tuple[Any, ...]] = {}
+        ids = list(dict.fromkeys(sid for sid, _ in requests))
+        for start in range(0, len(ids), 400):
+            chunk = ids[start : start + 400]
+            marks = ", ".join("?" for _ in chunk)
+            for row in self._db.query(
+                "SELECT subject_id, wrapped, destroyed FROM data_keys"
+                f" WHERE subject_id IN ({marks})",
+                tuple(chunk),
+            ):
+                rows[str(row[0])] = row
+        out: dict[str, bytes | KeyDestroyed] = {}
+        records: list[tuple[str, str, int, str, str]] = []
+        now = datetime.now(UTC).isoformat(timespec="microseconds")
+        for subject_id, authorization in requests:
+            row = rows.get(subject_id)
+            if row is None or row[2]:
+                out[subject_id] = KeyDestroyed(f"data key of subject `{subject_id}` was destroyed")
+                continue
+            try:
+                out[subject_id] = open_sealed(self._kek, bytes(row[1]), self._aad(subject_id))
+            except IntegrityError as exc:
+                raise IntegrityError(
+                    f"wrapped data key of subject `{subject_id}` does not verify in `{self.region}`"
+                ) from exc
+            records.append(
+                (self.subject_ref(subject_id), authorization.decision_id,
+                 authorization.ledger_index or 0, authorization.action, now)
+            )  # fmt: skip
+        if records:
+            self._unwrap_log.submit(records)
+        return out
 
     def _write_unwraps(self, records: list[tuple[str, str, int, str, str]]) -> int:
         with self._db.transaction() as tx:

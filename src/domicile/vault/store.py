@@ -11,9 +11,10 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from domicile.errors import SubjectErased, SubjectNotFound, VersionMismatch
-from domicile.storage.database import Database, Tx
+from domicile.storage.database import Database
 from domicile.storage.migrations import migrate
 
 
@@ -105,37 +106,30 @@ class Vault:
     def fetch_many(
         self, subject_ids: Sequence[str], names: Collection[str] | None = None
     ) -> dict[str, SealedRecord | SubjectNotFound | SubjectErased]:
-        """Fetch several subjects in one transaction; misses are returned, not raised."""
+        """Fetch several subjects, a few hundred per statement; misses are returned, not raised."""
+        rows_by_id: dict[str, list[Any]] = {}
+        wanted = "" if names is None else " AND f.name IN (" + ", ".join("?" for _ in names) + ")"
+        for start in range(0, len(subject_ids), 400):
+            chunk = list(dict.fromkeys(subject_ids[start : start + 400]))
+            marks = ", ".join("?" for _ in chunk)
+            for row in self.db.query(
+                "SELECT s.id, s.state, s.version, s.catalog_version, s.created_at, s.updated_at,"
+                " f.name, f.sealed FROM subjects s LEFT JOIN fields f ON f.subject_id = s.id"
+                f"{wanted} WHERE s.id IN ({marks})",
+                (*(names or ()), *chunk),
+            ):
+                rows_by_id.setdefault(str(row[0]), []).append(row)
         out: dict[str, SealedRecord | SubjectNotFound | SubjectErased] = {}
-        with self.db.transaction(write=False) as tx:
-            for subject_id in subject_ids:
-                try:
-                    out[subject_id] = self._fetch(tx, subject_id, names)
-                except (SubjectNotFound, SubjectErased) as exc:
-                    out[subject_id] = exc
+        for subject_id in subject_ids:
+            rows = rows_by_id.get(subject_id)
+            try:
+                record = self._record(subject_id, tuple(rows[0][1:6]) if rows else None)
+            except (SubjectNotFound, SubjectErased) as exc:
+                out[subject_id] = exc
+                continue
+            record.fields.update((str(r[6]), bytes(r[7])) for r in rows or () if r[6] is not None)
+            out[subject_id] = record
         return out
-
-    def _fetch(self, tx: Tx, subject_id: str, names: Collection[str] | None) -> SealedRecord:
-        head = tx.execute(
-            "SELECT state, version, catalog_version, created_at, updated_at"
-            " FROM subjects WHERE id = ?",
-            (subject_id,),
-        ).fetchone()
-        record = self._record(subject_id, head)
-        if names is None:
-            rows = tx.execute(
-                "SELECT name, sealed FROM fields WHERE subject_id = ?", (subject_id,)
-            ).fetchall()
-        elif names:
-            marks = ", ".join("?" for _ in names)
-            rows = tx.execute(
-                f"SELECT name, sealed FROM fields WHERE subject_id = ? AND name IN ({marks})",
-                (subject_id, *names),
-            ).fetchall()
-        else:
-            rows = []
-        record.fields.update((str(r[0]), bytes(r[1])) for r in rows)
-        return record
 
     def _record(self, subject_id: str, head: tuple[object, ...] | None) -> SealedRecord:
         if head is None:
