@@ -40,7 +40,10 @@ def prepare(work: Path, count: int) -> tuple[Path, str, list[str], Path]:
     conn.execute("CREATE TABLE people (id TEXT PRIMARY KEY, email TEXT, phone TEXT, name TEXT)")
     conn.executemany(
         "INSERT INTO people VALUES (?, ?, ?, ?)",
-        [(sid, p["email"], p["phone"], p["display_name"]) for sid, (_, p) in zip(ids, people, strict=True)],
+        [
+            (sid, p["email"], p["phone"], p["display_name"])
+            for sid, (_, p) in zip(ids, people, strict=True)
+        ],
     )
     conn.commit()
     conn.close()
