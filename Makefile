@@ -29,3 +29,6 @@ test: lint
 bench: install
 	$(BIN)/python bench/read_path.py
 	$(BIN)/python bench/registration.py
+	$(BIN)/python bench/ledger.py --quick
+	$(BIN)/python bench/policy.py
+	$(BIN)/python bench/batch_read.py

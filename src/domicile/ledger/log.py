@@ -12,6 +12,7 @@ checkpoints, across restarts too.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import threading
 from collections import OrderedDict
@@ -44,16 +45,16 @@ HASH = 32
 ROWS = TILE_HEIGHT  # Merkle levels stored per tile
 
 
-def row_offsets(width: int) -> list[int]:
-    """Byte offset of each row of a stored tile of `width` leaves."""
+@functools.lru_cache(maxsize=512)
+def row_offsets(width: int) -> tuple[int, ...]:
+    """Byte offset of each row of a stored tile of `width` leaves (cached: proofs ask often)."""
     offsets, at = [], 0
     for k in range(ROWS):
         offsets.append(at)
         at += (width >> k) * HASH
-    return offsets
+    return tuple(offsets)
 
 
-_FULL_OFFSETS = row_offsets(TILE_WIDTH)
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ class RegionLog:
         self.signer = signer
         self._write_lock = threading.Lock()
         self._sign_lock = threading.Lock()
+        self._index_lock = threading.Lock()
         self._cache: OrderedDict[tuple[int, int], Tile] = OrderedDict()
         self._cache_size = tile_cache
         self._cache_lock = threading.Lock()
@@ -217,10 +219,6 @@ class RegionLog:
                 " ON CONFLICT (idx) DO UPDATE SET width = excluded.width, data = excluded.data",
                 bundle_rows,
             )
-            tx.executemany(
-                "INSERT INTO ledger_leaves (prefix, idx) VALUES (?, ?)",
-                [(_prefix(leaf), state.size + i) for i, leaf in enumerate(leaves)],
-            )
             tx.execute("UPDATE ledger_state SET size = ? WHERE id = 1", (compact.size,))
             edge = dict(state.edge_tiles)
             for (level, _), tile in sorted(tiles.items()):
@@ -282,8 +280,7 @@ class RegionLog:
         position = index - ((index >> shift) << shift)
         if position >= tile.width >> k:
             raise EntryNotFound(f"node {level}/{index} is not complete in log `{self.origin}`")
-        offsets = _FULL_OFFSETS if tile.width == TILE_WIDTH else row_offsets(tile.width)
-        at = offsets[k] + position * HASH
+        at = row_offsets(tile.width)[k] + position * HASH
         return tile.nodes[at : at + HASH]
 
     def node(self, level: int, index: int) -> bytes:
@@ -335,8 +332,38 @@ class RegionLog:
             raise EntryNotFound(f"no entry `{index}` in log `{self.origin}`")
         return self.bundle(index >> TILE_HEIGHT)[index % TILE_WIDTH]
 
+    def index_leaves(self, limit: int = 100_000) -> int:
+        """Extend the leaf-hash index by up to `limit` entries; return how far it reaches.
+
+        Kept off the append path: a random-keyed index costs appends a random page
+        write per entry. The checkpointer calls this between checkpoints, and a
+        lookup by leaf hash catches it up first.
+        """
+        with self._index_lock:
+            (row,) = self.db.query("SELECT indexed FROM ledger_leaf_progress WHERE id = 1")
+            start = int(row[0])
+            end = min(self._state.size, start + limit)
+            if end <= start:
+                return start
+            rows: list[tuple[int, int]] = []
+            for bundle in range(start >> TILE_HEIGHT, ((end - 1) >> TILE_HEIGHT) + 1):
+                first = bundle << TILE_HEIGHT
+                for offset, entry in enumerate(self.bundle(bundle)):
+                    if start <= first + offset < end:
+                        rows.append((_prefix(leaf_hash(entry)), first + offset))
+            with self.db.transaction() as tx:
+                tx.executemany(
+                    "INSERT INTO ledger_leaves (prefix, idx) VALUES (?, ?)"
+                    " ON CONFLICT (prefix, idx) DO NOTHING",
+                    rows,
+                )
+                tx.execute("UPDATE ledger_leaf_progress SET indexed = ? WHERE id = 1", (end,))
+            return end
+
     def index_of(self, leaf: bytes) -> int:
         """The first index whose entry has this leaf hash (RFC 6962 get-proof-by-hash)."""
+        while self.index_leaves() < self._state.size:
+            pass
         with self.db.transaction(write=False) as tx:
             rows = tx.execute(
                 "SELECT idx FROM ledger_leaves WHERE prefix = ? ORDER BY idx", (_prefix(leaf),)

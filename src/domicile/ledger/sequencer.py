@@ -53,10 +53,11 @@ class Checkpointer:
         self._thread.start()
 
     def sign_all(self) -> None:
-        """Sign a checkpoint for every log that grew."""
+        """Sign a checkpoint for every log that grew, then extend its leaf-hash index."""
         for region_log in self.logs:
             try:
                 region_log.sign_checkpoint()
+                region_log.index_leaves()
             except DomicileError as exc:
                 log.error("checkpoint of `%s` not signed: %s", region_log.origin, exc)
 

@@ -1,0 +1,6 @@
+-- The leaf-hash index is built off the append path: this records how far it reaches.
+CREATE TABLE ledger_leaf_progress (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    indexed BIGINT NOT NULL
+);
+INSERT INTO ledger_leaf_progress (id, indexed) VALUES (1, 0);
