@@ -280,6 +280,14 @@ def _range_root(start: int, end: int, get_node: NodeReader) -> bytes:
     whose start is a multiple of the largest power of two not above their
     length; so the decomposition below yields aligned perfect subtrees.
     """
+    width = end - start
+    if width & (width - 1) == 0:
+        # Hot path: every sibling off the right edge of the tree is one perfect subtree.
+        level = width.bit_length() - 1
+        h = get_node(level, start >> level)
+        if len(h) != HASH_SIZE:
+            _check_hash_for(h, LedgerError, "stored subtree hash")
+        return h
     hashes: list[bytes] = []
     while start < end:
         level = (end - start).bit_length() - 1
