@@ -55,8 +55,6 @@ def row_offsets(width: int) -> tuple[int, ...]:
     return tuple(offsets)
 
 
-
-
 @dataclass(frozen=True)
 class Tile:
     """A stored tile: its width and all its rows, concatenated."""
