@@ -1,0 +1,268 @@
+"""Migration progress in the control database: batches, moved rows, quarantine.
+
+The state machine of one page of legacy rows, per destination-region batch::
+
+    copying ──▶ moved ──▶ recorded ──▶ removed
+    (intent)    (vault     (ledger      (source row
+                verified)   entry)       deleted)
+
+`copying` is written, with the directory's `registering` reservations, before any key
+or vault row exists; `moved` flips those reservations to `active` in the same
+transaction. A legacy key is the primary key of `migrate_rows`, so a row can never be
+moved twice. Nothing here holds personal data: legacy keys, subject ids, regions,
+keyed digests and counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from domicile.migrate.classify import Quarantined
+from domicile.storage.database import Database, Tx
+from domicile.storage.migrations import migrate
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """One moved row as the progress table keeps it."""
+
+    key: str
+    subject_id: str
+    region: str
+    digest: bytes
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch: the rows of one page bound for one region."""
+
+    batch_id: str
+    page: int
+    region: str
+    state: str
+    count: int
+    root: bytes
+    log_size: int | None = None
+    ledger_index: int | None = None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+_BATCH_COLUMNS = "batch_id, page, region, state, row_count, root, log_size, ledger_index"
+
+
+def _batch(row: Any) -> Batch:
+    return Batch(
+        str(row[0]), int(str(row[1])), str(row[2]), str(row[3]), int(str(row[4])),
+        bytes(row[5]),
+        None if row[6] is None else int(str(row[6])),
+        None if row[7] is None else int(str(row[7])),
+    )  # fmt: skip
+
+
+class ProgressStore:
+    """Reads and writes migration progress in the control database."""
+
+    def __init__(self, db: Database, source_id: str) -> None:
+        self.db = db
+        self.source_id = source_id
+        migrate(db, "migrate", "domicile.migrate")
+
+    def register(self, label: str) -> None:
+        """Remember the source (its credential-free label) on first use."""
+        with self.db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO migrate_sources (source_id, label, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (source_id) DO NOTHING",
+                (self.source_id, label, _now()),
+            )
+
+    def next_page(self) -> int:
+        """The number of the next page (pages are numbered across runs)."""
+        rows = self.db.query(
+            "SELECT MAX(page) FROM migrate_batches WHERE source_id = ?", (self.source_id,)
+        )
+        return 0 if rows[0][0] is None else int(rows[0][0]) + 1
+
+    def begin_page(
+        self,
+        batches: Sequence[Batch],
+        rows: Sequence[tuple[str, BatchRow]],
+        quarantined: Sequence[Quarantined],
+    ) -> None:
+        """Record intent in one transaction: batches, row → subject map, reservations."""
+        now, sid = _now(), self.source_id
+        with self.db.transaction() as tx:
+            self._quarantine(tx, quarantined, now)
+            if not batches:
+                return
+            tx.executemany(
+                "INSERT INTO migrate_batches (source_id, batch_id, page, region, state,"
+                " row_count, root, created_at) VALUES (?, ?, ?, ?, 'copying', ?, ?, ?)",
+                [(sid, b.batch_id, b.page, b.region, b.count, b.root, now) for b in batches],
+            )
+            tx.executemany(
+                "INSERT INTO migrate_rows (source_id, legacy_key, batch_id, seq, subject_id,"
+                " region, digest) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(sid, r.key, batch_id, seq, r.subject_id, r.region, r.digest)
+                 for seq, (batch_id, r) in enumerate(rows)],
+            )  # fmt: skip
+            # A row fixed at the source since it was quarantined leaves the quarantine.
+            tx.executemany(
+                "DELETE FROM migrate_quarantine WHERE source_id = ? AND legacy_key = ?",
+                [(sid, r.key) for _, r in rows],
+            )
+            # The directory's own two-phase marker, in the same transaction as the intent.
+            tx.executemany(
+                "INSERT INTO subject_directory (id, home_region, state, moving_to, moved_from,"
+                " created_at, updated_at) VALUES (?, ?, 'registering', NULL, NULL, ?, ?)",
+                [(r.subject_id, r.region, now, now) for _, r in rows],
+            )
+
+    def _quarantine(self, tx: Tx, quarantined: Sequence[Quarantined], now: str) -> None:
+        tx.executemany(
+            "INSERT INTO migrate_quarantine (source_id, legacy_key, reason, seen_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (source_id, legacy_key)"
+            " DO UPDATE SET reason = excluded.reason",
+            [(self.source_id, q.key, q.reason, now) for q in quarantined],
+        )
+
+    def mark_moved(self, page: int, log_sizes: dict[str, int]) -> None:
+        """The vault copies are verified: activate the subjects, note each log's size."""
+        sid = self.source_id
+        with self.db.transaction() as tx:
+            tx.execute(
+                "UPDATE subject_directory SET state = 'active', updated_at = ?"
+                " WHERE state = 'registering' AND id IN (SELECT r.subject_id FROM migrate_rows r"
+                " JOIN migrate_batches b ON b.source_id = r.source_id AND b.batch_id = r.batch_id"
+                " WHERE b.source_id = ? AND b.page = ?)",
+                (_now(), sid, page),
+            )
+            tx.executemany(
+                "UPDATE migrate_batches SET state = 'moved', log_size = ?"
+                " WHERE source_id = ? AND page = ? AND region = ? AND state = 'copying'",
+                [(size, sid, page, region) for region, size in log_sizes.items()],
+            )
+
+    def mark_recorded(self, indices: dict[str, int]) -> None:
+        """Each batch's migration-batch entry is durable at `indices[batch_id]`."""
+        with self.db.transaction() as tx:
+            tx.executemany(
+                "UPDATE migrate_batches SET state = 'recorded', ledger_index = ?"
+                " WHERE source_id = ? AND batch_id = ? AND state = 'moved'",
+                [(index, self.source_id, bid) for bid, index in indices.items()],
+            )
+
+    def mark_removed(self, page: int) -> None:
+        """The page's rows are gone from the source."""
+        with self.db.transaction() as tx:
+            tx.execute(
+                "UPDATE migrate_batches SET state = 'removed'"
+                " WHERE source_id = ? AND page = ? AND state = 'recorded'",
+                (self.source_id, page),
+            )
+
+    def discard_page(self, page: int) -> list[BatchRow]:
+        """Forget an unfinished copy (its rows are still at the source); return its rows."""
+        rows = [r for b in self.batches(page=page) for r in self.rows(b.batch_id)]
+        sid = self.source_id
+        with self.db.transaction() as tx:
+            tx.executemany(
+                "DELETE FROM subject_directory WHERE id = ? AND state = 'registering'",
+                [(r.subject_id,) for r in rows],
+            )
+            tx.execute(
+                "DELETE FROM migrate_rows WHERE source_id = ? AND batch_id IN"
+                " (SELECT batch_id FROM migrate_batches WHERE source_id = ? AND page = ?)",
+                (sid, sid, page),
+            )
+            tx.execute("DELETE FROM migrate_batches WHERE source_id = ? AND page = ?", (sid, page))
+        return rows
+
+    def batches(self, *, page: int | None = None, state: str | None = None) -> list[Batch]:
+        """Batches of this source, by page, optionally of one page or state."""
+        where = "source_id = ?"
+        params: list[object] = [self.source_id]
+        if page is not None:
+            where, params = where + " AND page = ?", [*params, page]
+        if state is not None:
+            where, params = where + " AND state = ?", [*params, state]
+        rows = self.db.query(
+            f"SELECT {_BATCH_COLUMNS} FROM migrate_batches WHERE {where} ORDER BY page, region",
+            tuple(params),
+        )
+        return [_batch(r) for r in rows]
+
+    def unfinished(self) -> list[Batch]:
+        """Batches a crash left before `removed`, oldest page first."""
+        return [b for b in self.batches() if b.state != "removed"]
+
+    def rows(self, batch_id: str) -> list[BatchRow]:
+        """The rows of one batch, in the order their digests enter the Merkle root."""
+        return [
+            BatchRow(str(r[0]), str(r[1]), str(r[2]), bytes(r[3]))
+            for r in self.db.query(
+                "SELECT legacy_key, subject_id, region, digest FROM migrate_rows"
+                " WHERE source_id = ? AND batch_id = ? ORDER BY seq",
+                (self.source_id, batch_id),
+            )
+        ]
+
+    def moved_among(self, keys: Sequence[str]) -> set[str]:
+        """Which of `keys` were moved (any state past `copying`)."""
+        out: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            marks = ", ".join("?" for _ in chunk)
+            rows = self.db.query(
+                "SELECT r.legacy_key FROM migrate_rows r JOIN migrate_batches b"
+                " ON b.source_id = r.source_id AND b.batch_id = r.batch_id"
+                f" WHERE r.source_id = ? AND b.state <> 'copying' AND r.legacy_key IN ({marks})",
+                (self.source_id, *chunk),
+            )
+            out.update(str(r[0]) for r in rows)
+        return out
+
+    def quarantine(self) -> Iterator[tuple[str, str]]:
+        """(legacy key, reason) of every quarantined row."""
+        for row in self.db.query(
+            "SELECT legacy_key, reason FROM migrate_quarantine WHERE source_id = ?"
+            " ORDER BY legacy_key",
+            (self.source_id,),
+        ):
+            yield str(row[0]), str(row[1])
+
+    def quarantined_among(self, keys: Sequence[str]) -> set[str]:
+        """Which of `keys` are in quarantine."""
+        out: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            marks = ", ".join("?" for _ in chunk)
+            rows = self.db.query(
+                "SELECT legacy_key FROM migrate_quarantine WHERE source_id = ?"
+                f" AND legacy_key IN ({marks})",
+                (self.source_id, *chunk),
+            )
+            out.update(str(r[0]) for r in rows)
+        return out
+
+    def counts(self) -> dict[str, int]:
+        """Rows per batch state, and quarantined rows."""
+        out = {
+            str(r[0]): int(r[1])
+            for r in self.db.query(
+                "SELECT state, SUM(row_count) FROM migrate_batches WHERE source_id = ?"
+                " GROUP BY state",
+                (self.source_id,),
+            )
+        }
+        rows = self.db.query(
+            "SELECT COUNT(*) FROM migrate_quarantine WHERE source_id = ?", (self.source_id,)
+        )
+        out["quarantined"] = int(rows[0][0])
+        return out

@@ -1,0 +1,123 @@
+"""End to end through the service layer, on SQLite and on PostgreSQL (source and destination)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from domicile.catalog.catalog import load_catalog
+from domicile.errors import IntegrityError
+from domicile.ledger.entry import decode_entry
+from domicile.migrate.demo_source import create_demo_source, demo_rows
+from domicile.migrate.mapping import parse_mapping
+from domicile.migrate.service import migration_status, run_migration, verify_migration
+from domicile.migrate.source import LegacySource
+from domicile.migrate.state import ProgressStore
+from domicile.runtime import open_runtime
+from domicile.settings import Settings
+
+ROWS = 600
+
+
+def _source_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'legacy.db'}"
+    prefix = request.getfixturevalue("pg_prefix")
+    return f"{request.getfixturevalue('pg_dsn')}?schema={prefix}_legacy"
+
+
+@pytest.fixture
+def legacy(
+    settings: Settings, backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> LegacySource:
+    url = _source_url(backend, tmp_path, request)
+    mapping = parse_mapping(create_demo_source(url, ROWS, "singapore", seed=5), load_catalog())
+    source = LegacySource(url, mapping)
+    yield source  # type: ignore[misc]
+    source.close()
+
+
+def test_run_moves_everything_valid_and_verifies(settings: Settings, legacy: LegacySource) -> None:
+    report, cert = run_migration(settings, legacy, batch_size=97)
+    assert report.moved + report.quarantined == ROWS
+    assert report.moved > 500
+    assert report.quarantined > 0
+    assert legacy.count_live() == report.quarantined
+    done = verify_migration(settings, legacy, None, None, deep=True)
+    assert done.moved == report.moved
+    assert done.live_rows == report.quarantined
+    status = migration_status(settings, legacy)
+    assert status["moved"] == report.moved
+    assert status["in_flight"] == 0
+
+    again, _ = run_migration(settings, legacy, batch_size=97)
+    assert again.moved == 0
+    assert again.quarantined == report.quarantined
+    verify_migration(settings, legacy, cert, None)
+
+
+def test_moved_subjects_read_like_registered_ones(settings: Settings, legacy: LegacySource) -> None:
+    run_migration(settings, legacy, batch_size=200)
+    rt = open_runtime(settings)
+    try:
+        progress = ProgressStore(rt.directory.db, legacy.source_id)
+        batch = next(b for b in progress.batches(state="removed") if b.region == "eu-ie")
+        row = progress.rows(batch.batch_id)[0]
+        original = next(r for r in demo_rows(ROWS, 5) if f"i:{r[0]}" == row.key)
+        rt.principals.add("svc-eu", "Domicile EU Ltd", "IE", {"service"})
+        principal = rt.principals.authenticate(rt.principals.add("svc-ie", "EU", "IE", {"service"}))
+        view = rt.gateway.read(principal, row.subject_id, ["email", "full_name"], "support")
+        assert view.fields == {"email": original[3], "full_name": original[2]}
+        assert rt.directory.lookup(row.subject_id).home_region == "eu-ie"
+        log = rt.logs["eu-ie"]
+        entries = [log.entry(i) for i in range(log.size)]
+    finally:
+        rt.close()
+    batches = [decode_entry(e) for e in entries if b"migration-batch" in e]
+    assert batches
+    assert all(b["principal"] == {"id": "domicile-migrate", "entity": "operator"} for b in batches)
+    # No personal data in the ledger or the certificate.
+    cert = next((settings.data_dir / "migrate").glob("*.cert")).read_text()
+    for person in list(demo_rows(ROWS, 5))[:50]:
+        for value in (person[2], person[3], person[4]):
+            assert all(value.encode() not in e for e in entries)
+            assert value not in cert
+
+
+def test_verify_catches_a_row_back_at_the_source(settings: Settings, legacy: LegacySource) -> None:
+    run_migration(settings, legacy, batch_size=300)
+    with legacy.db.transaction() as tx:
+        tx.execute(
+            "INSERT INTO users_sg (legacy_id, country, email) VALUES (?, ?, ?)",
+            (2, "DE", "back@example.org"),
+        )
+    with pytest.raises(IntegrityError, match="still"):
+        verify_migration(settings, legacy, None, None)
+
+
+def test_verify_catches_an_altered_certificate(settings: Settings, legacy: LegacySource) -> None:
+    _, cert = run_migration(settings, legacy, batch_size=300)
+    text = cert.read_text()
+    forged = cert.with_name("forged.cert")
+    forged.write_text(text.replace("\nmoved ", "\nmoved 1", 1))
+    with pytest.raises(IntegrityError):
+        verify_migration(settings, legacy, forged, None)
+
+
+def test_tombstone_mode_clears_values(
+    settings: Settings, backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = _source_url(backend, tmp_path, request)
+    text = create_demo_source(url, 200, "us", seed=9).replace(
+        'on_moved = "delete"', 'on_moved = "tombstone"\ntombstone_column = "migrated_at"'
+    )
+    source = LegacySource(url, parse_mapping(text, load_catalog()))
+    try:
+        report, _ = run_migration(settings, source, batch_size=64)
+        rows = source.db.query("SELECT COUNT(*) FROM users_us WHERE migrated_at IS NOT NULL"
+                               " AND email IS NULL AND name IS NULL")  # fmt: skip
+        assert int(rows[0][0]) == report.moved
+        verify_migration(settings, source, None, None, deep=True)
+    finally:
+        source.close()
