@@ -74,14 +74,15 @@ class LocalCustodian:
             for subject_id, key in keys.items()
         ]
         with self._db.transaction() as tx:
-            for subject_id in subject_ids:
-                row = tx.execute(
-                    "SELECT destroyed FROM data_keys WHERE subject_id = ?", (subject_id,)
+            for start in range(0, len(subject_ids), 400):
+                chunk = list(subject_ids[start : start + 400])
+                live = tx.execute(
+                    "SELECT subject_id FROM data_keys WHERE destroyed = 0 AND subject_id IN"
+                    f" ({', '.join('?' for _ in chunk)})",
+                    tuple(chunk),
                 ).fetchone()
-                if row is not None and not row[0]:
-                    raise Conflict(
-                        f"subject `{subject_id}` already has a data key in `{self.region}`"
-                    )
+                if live is not None:
+                    raise Conflict(f"subject `{live[0]}` already has a data key in `{self.region}`")
             tx.executemany(
                 "INSERT INTO data_keys (subject_id, kek_id, wrapped, ref_salt, destroyed)"
                 " VALUES (?, ?, ?, ?, 0) ON CONFLICT (subject_id) DO UPDATE SET"

@@ -67,9 +67,12 @@ class Vault:
         now = _now()
         ids = [subject_id for subject_id, _ in records]
         with self.db.transaction() as tx:
-            for subject_id in ids:
+            for start in range(0, len(ids), 400):
+                chunk = ids[start : start + 400]
                 tx.execute(
-                    "DELETE FROM subjects WHERE id = ? AND state = 'relocated'", (subject_id,)
+                    "DELETE FROM subjects WHERE state = 'relocated' AND id IN"
+                    f" ({', '.join('?' for _ in chunk)})",
+                    tuple(chunk),
                 )
             tx.executemany(
                 "INSERT INTO subjects (id, state, version, catalog_version, created_at, updated_at)"
