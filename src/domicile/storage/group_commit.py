@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -20,7 +20,7 @@ class _Pending(Generic[T]):
     items: Sequence[T]
     first: int = -1
     error: BaseException | None = None
-    done: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 class GroupCommit(Generic[T]):
@@ -31,35 +31,46 @@ class GroupCommit(Generic[T]):
         self.max_batch = max_batch
         self._queue: list[_Pending[T]] = []
         self._writing = False
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
 
     def submit(self, items: Sequence[T]) -> int:
         """Write items durably (batched with other callers'); return the first's position."""
         mine: _Pending[T] = _Pending(items)
-        with self._cond:
+        with self._lock:
             self._queue.append(mine)
-            while not mine.done and self._writing:
-                self._cond.wait()
-            if mine.done:
-                return self._result(mine)
+            lead = not self._writing
             self._writing = True
-        try:
+        if lead:
             self._drain()
-        finally:
-            with self._cond:
-                self._writing = False
-                self._cond.notify_all()
-        return self._result(mine)
+        # Each caller waits on its own event: a commit wakes exactly the callers it
+        # acknowledged, not every waiting thread.
+        mine.done.wait()
+        if mine.error is not None:
+            raise mine.error
+        return mine.first
 
     def _drain(self) -> None:
-        while True:
-            with self._cond:
-                batch = self._take()
-            if not batch:
-                return
-            self._write(batch)
-            with self._cond:
-                self._cond.notify_all()
+        """Write batches until the queue is empty; the empty check and the hand-back of
+        the writer role happen under one lock, so no queued item is ever stranded."""
+        batch: list[_Pending[T]] = []
+        try:
+            while True:
+                with self._lock:
+                    batch = self._take()
+                    if not batch:
+                        self._writing = False
+                        return
+                self._write(batch)
+        except BaseException as exc:
+            with self._lock:
+                self._writing = False
+                stranded = batch + self._queue
+                self._queue = []
+            for item in stranded:
+                if not item.done.is_set():
+                    item.error = exc
+                    item.done.set()
+            raise
 
     def _take(self) -> list[_Pending[T]]:
         batch: list[_Pending[T]] = []
@@ -75,14 +86,10 @@ class GroupCommit(Generic[T]):
             first = self._write_fn([x for item in batch for x in item.items])
         except Exception as exc:  # every waiter of the batch learns it failed
             for item in batch:
-                item.error, item.done = exc, True
+                item.error = exc
+                item.done.set()
             return
         for item in batch:
-            item.first, item.done = first, True
+            item.first = first
             first += len(item.items)
-
-    @staticmethod
-    def _result(item: _Pending[T]) -> int:
-        if item.error is not None:
-            raise item.error
-        return item.first
+            item.done.set()
