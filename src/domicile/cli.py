@@ -167,6 +167,7 @@ from domicile.cli_grants import grants  # noqa: E402  (client-side commands)
 from domicile.cli_ledger import ledger, verify  # noqa: E402
 from domicile.cli_migrate import migrate  # noqa: E402
 from domicile.cli_subjects import subjects  # noqa: E402
+from domicile.cli_transfers import transfers  # noqa: E402
 from domicile.policy.cli import policy  # noqa: E402
 
 main.add_command(subjects)
@@ -175,6 +176,7 @@ main.add_command(policy)
 main.add_command(grants)
 main.add_command(migrate)
 main.add_command(verify)
+main.add_command(transfers)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

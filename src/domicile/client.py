@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
+from urllib.parse import quote
 
 import httpx
 
@@ -242,3 +244,129 @@ class Client:
         """The regions and their subject counts."""
         data: list[dict[str, Any]] = self._call("GET", "/v1/regions").json()
         return data
+
+    # -- transfers ------------------------------------------------------------------------
+
+    def destinations(self) -> list[dict[str, Any]]:
+        """Every recipient entity and its trust status (administrators)."""
+        data: list[dict[str, Any]] = self._call("GET", "/v1/destinations").json()
+        return data
+
+    def put_destination(
+        self, entity: str, *, country: str, status: str, note: str = ""
+    ) -> dict[str, Any]:
+        """Register a recipient or change its country, status or note."""
+        body = {"country": country, "status": status, "note": note}
+        data: dict[str, Any] = self._call(
+            "PUT", f"/v1/destinations/{quote(entity, safe='')}", json=body
+        ).json()
+        return data
+
+    def set_destination_status(self, entity: str, status: str, note: str = "") -> dict[str, Any]:
+        """Change a recipient's trust status (e.g. `suspended`)."""
+        data: dict[str, Any] = self._call(
+            "POST",
+            f"/v1/destinations/{quote(entity, safe='')}:setStatus",
+            json={"status": status, "note": note},
+        ).json()
+        return data
+
+    def agreements(self) -> list[dict[str, Any]]:
+        """The newest version of every agreement."""
+        data: list[dict[str, Any]] = self._call("GET", "/v1/agreements").json()
+        return data
+
+    def agreement_versions(self, agreement_id: str) -> list[dict[str, Any]]:
+        """Every version of one agreement, oldest first."""
+        data: list[dict[str, Any]] = self._call(
+            "GET", f"/v1/agreements/{quote(agreement_id, safe='')}"
+        ).json()
+        return data
+
+    def create_agreement(self, terms: Mapping[str, Any]) -> dict[str, Any]:
+        """Create version 1 of an agreement from its terms (see docs/transfers.md)."""
+        data: dict[str, Any] = self._call("POST", "/v1/agreements", json=dict(terms)).json()
+        return data
+
+    def amend_agreement(self, terms: Mapping[str, Any], *, if_version: int) -> dict[str, Any]:
+        """Store the next version of agreement `terms["id"]`, if still at `if_version`."""
+        data: dict[str, Any] = self._call(
+            "PUT",
+            f"/v1/agreements/{quote(str(terms.get('id', '')), safe='')}",
+            json=dict(terms),
+            headers={"If-Match": f'"{if_version}"'},
+        ).json()
+        return data
+
+    def terminate_agreement(self, agreement_id: str, *, if_version: int) -> dict[str, Any]:
+        """End an agreement at once."""
+        data: dict[str, Any] = self._call(
+            "POST",
+            f"/v1/agreements/{quote(agreement_id, safe='')}:terminate",
+            headers={"If-Match": f'"{if_version}"'},
+        ).json()
+        return data
+
+    def export_dataset(
+        self,
+        out: IO[bytes],
+        *,
+        region: str,
+        agreement: str,
+        fields: Sequence[str] | None = None,
+        subjects: Sequence[str] | None = None,
+        k: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Stream a dataset export into `out`; return records, sha256 and the ledger index.
+
+        `progress(bytes_so_far, total_bytes)` is called as chunks arrive. The digest of
+        what arrived is checked against the one the gateway logged.
+        """
+        body: dict[str, Any] = {"region": region, "agreement": agreement}
+        for name, value in (("fields", fields), ("subjects", subjects)):
+            if value is not None:
+                body[name] = list(value)
+        if k is not None:
+            body["k"] = k
+        try:
+            with self._http.stream("POST", "/v1/exports", json=body) as response:
+                if not response.is_success:
+                    response.read()
+                    _raise_for_problem(response)
+                return _receive(response, out, progress)
+        except httpx.HTTPError as exc:
+            raise errors.RemoteError(f"cannot reach the gateway: {type(exc).__name__}") from exc
+
+    def resolve_token(
+        self, region: str, *, token: str, field: str, agreement: str, purpose: str
+    ) -> Any:
+        """Resolve a token back to its value in its home region (authorised officers)."""
+        body = {"token": token, "field": field, "agreement": agreement, "purpose": purpose}
+        data = self._call(
+            "POST", f"/v1/regions/{quote(region, safe='')}/tokens:resolve", json=body
+        ).json()
+        return data["value"]
+
+
+def _receive(
+    response: httpx.Response, out: IO[bytes], progress: Callable[[int, int], None] | None
+) -> dict[str, Any]:
+    total = int(response.headers.get("Content-Length", "0") or 0)
+    digest, done = hashlib.sha256(), 0
+    for chunk in response.iter_bytes():
+        out.write(chunk)
+        digest.update(chunk)
+        done += len(chunk)
+        if progress is not None:
+            progress(done, total)
+    expected = response.headers.get("Domicile-Export-Sha256", "")
+    if digest.hexdigest() != expected:
+        raise errors.IntegrityError("the export received does not match the digest logged")
+    return {
+        "records": int(response.headers.get("Domicile-Export-Records", "0")),
+        "bytes": done,
+        "sha256": expected,
+        "ledger_index": int(response.headers.get("Domicile-Export-Ledger-Index", "-1")),
+        "agreement": response.headers.get("Domicile-Export-Agreement", ""),
+    }

@@ -18,7 +18,8 @@ from domicile.gateway.pipeline import Gateway, RegionRuntime
 from domicile.gateway.record import LedgerRecorder
 from domicile.gateway.relocation import recover
 from domicile.gateway.request import Event
-from domicile.gateway.transform import InRegion
+from domicile.gateway.transfer import TransferDecider, TransferDesk
+from domicile.gateway.transform import Outbound
 from domicile.grants.desk import GrantDesk
 from domicile.grants.store import GrantStore
 from domicile.keys.custodian import Custodian
@@ -26,13 +27,14 @@ from domicile.keys.local import LocalCustodian
 from domicile.ledger.keys import load_or_create_signer
 from domicile.ledger.log import RegionLog
 from domicile.ledger.sequencer import Checkpointer, Sequencer
+from domicile.pets.keys import LocalPetKeys, PetKeys, create_secret_file
 from domicile.policy.adapter import CedarDecider
 from domicile.policy.engine import PolicyEngine
 from domicile.principals.store import PrincipalStore
 from domicile.residency.directory import SubjectDirectory
 from domicile.residency.topology import Region, Topology, load_topology
 from domicile.settings import Settings
-from domicile.storage.database import open_database
+from domicile.storage.database import Database, open_database
 from domicile.storage.url import (
     PostgresUrl,
     SqliteUrl,
@@ -40,6 +42,8 @@ from domicile.storage.url import (
     parse_storage_url,
     with_schema,
 )
+from domicile.transfers.store import AgreementStore, DestinationRegistry
+from domicile.transfers.thresholds import REF_DOMAIN, ThresholdCounter, load_threshold_config
 from domicile.vault.store import Vault
 
 
@@ -57,6 +61,7 @@ class Runtime:
     checkpointer: Checkpointer
     grants: GrantDesk
     policy: PolicyEngine
+    transfers: TransferDesk
 
     def reload_policy(self) -> dict[str, Any]:
         """Re-read the policy files, activate them, and record the version in every region."""
@@ -167,6 +172,33 @@ def _start_events(topology: Topology, catalog: Catalog, engine: PolicyEngine) ->
     return events
 
 
+def open_pet_keys(region: Region, settings: Settings) -> PetKeys:
+    """A region's PETs keys, from `regions/<region>/pets.secret` (made on first start).
+
+    The secret sits beside the region's log key and custodian, never in another region.
+    """
+    path = settings.data_dir.resolve() / "regions" / region.name / "pets.secret"
+    if not path.exists():
+        create_secret_file(path)
+    return LocalPetKeys.from_file(region.name, path)
+
+
+def open_transfers(
+    control: Database, topology: Topology, catalog: Catalog, settings: Settings
+) -> TransferDesk:
+    """The agreements, destinations and threshold counters (control database), and keys."""
+    destinations = DestinationRegistry(control)
+    keys = {name: open_pet_keys(region, settings) for name, region in topology.regions.items()}
+    config = load_threshold_config(settings.thresholds_file)
+    counters = {
+        name: ThresholdCounter(control, key.pseudonym_key(REF_DOMAIN), config)
+        for name, key in keys.items()
+    }
+    return TransferDesk(
+        topology, catalog, AgreementStore(control, destinations), destinations, counters, keys
+    )
+
+
 def open_principals(settings: Settings) -> PrincipalStore:
     """Open the principal store alone (for the CLI's `principals` commands)."""
     return PrincipalStore(open_database(control_storage(settings)))
@@ -194,18 +226,20 @@ def open_runtime(settings: Settings) -> Runtime:
         config=settings.policy_config_file,
     )
     grant_store = GrantStore(control)
+    transfers = open_transfers(control, topology, catalog, settings)
     gateway = Gateway(
         topology=topology,
         catalog=catalog,
         regions=regions,
         directory=directory,
         principals=principals,
-        decider=CedarDecider(engine, topology, catalog),
+        decider=TransferDecider(CedarDecider(engine, topology, catalog)),
         grants=grant_store,
-        transformer=InRegion(),
+        transformer=Outbound(transfers.keys),
         recorder=LedgerRecorder({name: Sequencer(log) for name, log in logs.items()}),
         max_field_bytes=settings.max_field_bytes,
         max_batch_ids=settings.max_batch_ids,
+        transfers=transfers,
     )
     gateway.record(_start_events(topology, catalog, engine))
     recover(gateway)
@@ -224,4 +258,5 @@ def open_runtime(settings: Settings) -> Runtime:
         checkpointer,
         desk,
         engine,
+        transfers,
     )

@@ -39,3 +39,12 @@ class Settings(BaseSettings):
         description="origin prefix of the region logs; each log's origin is `<prefix>/<region>`",
     )
     checkpoint_interval: float = Field(1.0, gt=0, description="seconds between checkpoints")
+    thresholds_file: Path | None = Field(
+        None, description="bulk-transfer thresholds TOML; built-in (28 CFR part 202) if unset"
+    )
+    export_min_k: int = Field(
+        5, ge=2, description="smallest k a dataset export must be k-anonymous for"
+    )
+    export_page_size: int = Field(
+        500, gt=0, le=10_000, description="subjects read per page during a dataset export"
+    )

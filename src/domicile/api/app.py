@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from domicile import __version__
-from domicile.api import admin, grants, ledger, problems, subjects
+from domicile.api import admin, grants, ledger, problems, subjects, transfers
 from domicile.api.limits import BodyLimit
 from domicile.runtime import Runtime, open_runtime
 from domicile.settings import Settings
@@ -39,6 +39,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(ledger.router)
     app.include_router(grants.router)
+    app.include_router(transfers.router)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:

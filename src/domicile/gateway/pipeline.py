@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from domicile.catalog.catalog import Catalog, JsonValue
 from domicile.errors import (
@@ -24,7 +24,7 @@ from domicile.errors import (
 )
 from domicile.gateway.decide import Decider
 from domicile.gateway.record import Recorder
-from domicile.gateway.request import AccessRequest, Action, Decision, Event
+from domicile.gateway.request import AccessRequest, Action, Decision, Event, Transfer
 from domicile.gateway.transform import Transformer
 from domicile.grants.store import Grant, GrantStore, grant_state
 from domicile.keys.custodian import Authorization, Custodian
@@ -34,6 +34,9 @@ from domicile.principals.store import Principal, PrincipalStore
 from domicile.residency.directory import SubjectDirectory
 from domicile.residency.topology import Topology
 from domicile.vault.store import SealedRecord, SubjectState, Vault
+
+if TYPE_CHECKING:
+    from domicile.gateway.transfer import TransferDesk
 
 _UUID_HEX = frozenset("0123456789abcdef")
 
@@ -134,17 +137,27 @@ def decision_event(request: AccessRequest, decision: Decision, subject_ref: str 
                     "subject_ref": subject_ref,
                     "fields": sorted(request.fields),
                 },
-                "context": {
-                    "purpose": request.purpose,
-                    "source_country": request.source_country,
-                    "break_glass": request.break_glass,
-                    "grant": request.grant.id or None,
-                },
+                "context": _context_record(request),
             },
             "allowed_fields": sorted(decision.allowed_fields),
             "withheld": dict(sorted(decision.withheld.items())),
         },
     )
+
+
+def _context_record(request: AccessRequest) -> dict[str, Any]:
+    context: dict[str, Any] = {
+        "purpose": request.purpose,
+        "source_country": request.source_country,
+        "break_glass": request.break_glass,
+        "grant": request.grant.id or None,
+    }
+    transfer = request.transfer
+    if transfer is not None:  # only transfers carry these, so other records keep their shape
+        context["transfer_agreement"] = transfer.agreement_id or None
+        context["transfer_agreement_version"] = transfer.agreement_version or None
+        context["transforms_applied"] = bool(transfer.agreement_id) and not transfer.resolving
+    return context
 
 
 class Gateway:
@@ -164,6 +177,7 @@ class Gateway:
         grants: GrantStore | None = None,
         max_field_bytes: int | None = None,
         max_batch_ids: int = 1000,
+        transfers: TransferDesk | None = None,
     ) -> None:
         self.topology = topology
         self.catalog = catalog
@@ -176,6 +190,7 @@ class Gateway:
         self.grants = grants
         self.max_field_bytes = max_field_bytes
         self.max_batch_ids = max_batch_ids
+        self.transfers = transfers
 
     # -- authenticate, decide, record ----------------------------------------------------
 
@@ -360,7 +375,22 @@ class Gateway:
         return AccessRequest(
             principal, Action.READ, home, subject_id, names, purpose,
             source_country=context.source_country, break_glass=context.break_glass, grant=grant,
+            transfer=self._transfer(principal, home, names, purpose, context),
         )  # fmt: skip
+
+    def _transfer(
+        self,
+        principal: Principal,
+        region: str,
+        names: frozenset[str],
+        purpose: str,
+        context: ReadContext,
+    ) -> Transfer | None:
+        """The transfer terms of a read that leaves `region`; None for one in region."""
+        desk = self.transfers
+        if desk is None or not desk.is_transfer(principal, region, context.source_country):
+            return None
+        return desk.for_read(principal, names, purpose, context.source_country)
 
     def read(
         self,
@@ -377,6 +407,8 @@ class Gateway:
         home = self.directory.lookup(subject_id).home_region
         request = self._read_request(principal, home, subject_id, names, purpose, context)
         recorded = self.decide(request, subject_id)
+        if request.transfer is not None and self.transfers is not None:
+            self.transfers.authorise(self, [recorded])  # thresholds, then the transfer entry
         record = self.regions[home].vault.fetch(subject_id, recorded.decision.allowed_fields)
         return self._view(recorded, record)
 
@@ -417,6 +449,8 @@ class Gateway:
             r.request.subject_id: r
             for r in self.record_decisions([(r, r.subject_id) for r in requests], decisions)
         }
+        if self.transfers is not None:
+            self.transfers.authorise(self, [r for r in recorded.values() if r.request.transfer])
         records = self._fetch_allowed(recorded)
         views = self._open_batch(recorded, records)
         out: list[SubjectView | DomicileError] = []
@@ -434,6 +468,7 @@ class Gateway:
         context: ReadContext,
     ) -> list[AccessRequest]:
         grants_by_region: dict[str, list[Grant]] = {}
+        transfers: dict[str, Transfer | None] = {}
         requests: list[AccessRequest] = []
         for sid in dict.fromkeys(subject_ids):
             entry = entries.get(sid)
@@ -446,6 +481,7 @@ class Gateway:
                     if self.grants is not None
                     else []
                 )
+                transfers[region] = self._transfer(principal, region, names, purpose, context)
             grant = grant_state([g for g in grants_by_region[region] if g.covers(sid)])
             requests.append(
                 AccessRequest(
@@ -458,15 +494,16 @@ class Gateway:
                     source_country=context.source_country,
                     break_glass=context.break_glass,
                     grant=grant,
+                    transfer=transfers[region],
                 )
             )
         return requests
 
     def _batch_decisions(self, requests: Sequence[AccessRequest]) -> list[Decision]:
-        shared: dict[tuple[str, tuple[object, ...]], Decision] = {}
+        shared: dict[tuple[str, tuple[object, ...], object], Decision] = {}
         out: list[Decision] = []
         for request in requests:
-            key = (request.region, request.grant.key())
+            key = (request.region, request.grant.key(), request.transfer)
             decision = shared.get(key)
             if decision is None:
                 decision = shared[key] = self.decider.decide(request)

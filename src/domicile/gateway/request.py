@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from domicile.pets.transform import FieldPlan
 from domicile.policy.model import NO_GRANT, GrantState
 from domicile.principals.store import Principal
 
@@ -27,6 +28,26 @@ class Action(StrEnum):
 
 
 @dataclass(frozen=True)
+class Transfer:
+    """The terms a flow out of its region travels under (set by the gateway's transfer step).
+
+    `agreement_id` is empty when no agreement covers the flow; `refused` then says why.
+    """
+
+    agreement_id: str = ""
+    agreement_version: int = 0
+    destination_entity: str = ""
+    destination_country: str = ""
+    plan: tuple[FieldPlan, ...] = ()
+    refused: str = ""
+    resolving: bool = False  # an in-region token resolution of this agreement's domain
+
+    def sent(self) -> dict[str, str]:
+        """Field → transform of every field the agreement sends (suppressed ones left out)."""
+        return {p.field: p.transform for p in self.plan if p.transform != "suppress"}
+
+
+@dataclass(frozen=True)
 class AccessRequest:
     """Everything the decide step may look at; no field values, only names."""
 
@@ -39,6 +60,7 @@ class AccessRequest:
     source_country: str | None = None  # where the request comes from, if measured
     break_glass: bool = False  # the caller invokes emergency access (alerted, reviewed)
     grant: GrantState = NO_GRANT  # what the grant store found for this request
+    transfer: Transfer | None = None  # set when the data leaves its region (or a token is resolved)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """The transform step: what a value looks like when it leaves its home region.
 
-Every principal reached today is served in region (the decide step denies the rest),
-so values pass unchanged; cross-border transforms arrive with the transfers issue.
+A read served in region returns the values as stored. A transfer (a remote read or a
+dataset export under an agreement) returns only the fields the agreement sends, each
+through its transform (keyed pseudonyms, tokens, generalisation, suppression), with
+keys of the home region: only outputs cross the border.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from typing import Protocol
 
 from domicile.catalog.catalog import JsonValue
 from domicile.gateway.request import AccessRequest
+from domicile.pets.keys import PetKeys
+from domicile.pets.transform import transform_values
 
 
 class Transformer(Protocol):
@@ -31,3 +35,24 @@ class InRegion:
         """Return the values unchanged."""
         del request
         return dict(values)
+
+
+class Outbound:
+    """In-region reads pass unchanged; transfers go through their agreement's transforms."""
+
+    def __init__(self, keys: Mapping[str, PetKeys]) -> None:
+        """Transform with `keys` (region → that region's PETs keys)."""
+        self.keys = dict(keys)
+
+    def transform(
+        self, request: AccessRequest, values: Mapping[str, JsonValue]
+    ) -> dict[str, JsonValue]:
+        """Return the values unchanged in region, else transformed under the agreement."""
+        transfer = request.transfer
+        if transfer is None or not transfer.agreement_id or transfer.resolving:
+            return dict(values)
+        plan = {p.field: p for p in transfer.plan}
+        # The pseudonym domain is the agreement: joins work within it, not across.
+        return transform_values(
+            plan, values, self.keys[request.region], domain=transfer.agreement_id
+        )

@@ -228,6 +228,8 @@ class CedarDecider:
         source_country: str | None = None,
         break_glass: bool = False,
         setting: str = "principals",
+        transfer_agreement: str = "",
+        transforms_applied: bool = False,
     ) -> FieldDecision | PolicyDecision:
         """Return the full decision (ids, errors, hash, break glass, log record)."""
         decider = self.cache if self.cache is not None else self.engine
@@ -243,15 +245,26 @@ class CedarDecider:
             grant=grant,
             source_country=source_country,
             break_glass=break_glass,
+            transfer_agreement=transfer_agreement,
+            transforms_applied=transforms_applied,
         )
         return decider.decide_fields(policy_request)
 
     def decide(self, request: AccessRequest) -> Decision:
-        """Decide one request (the gateway's Decider protocol), with its grant and flags."""
+        """Decide one request (the gateway's Decider protocol), with its grant and flags.
+
+        A transfer covered by an agreement is decided with `transfer_agreement` set and,
+        unless it is an in-region token resolution, `transforms_applied`: the gateway's
+        transform step applies the agreement's transforms to whatever it lets out.
+        """
+        transfer = request.transfer
+        agreement = transfer.agreement_id if transfer is not None else ""
         result = self.evaluate(
             request,
             grant=request.grant,
             source_country=request.source_country,
             break_glass=request.break_glass,
+            transfer_agreement=agreement,
+            transforms_applied=bool(agreement) and not transfer.resolving,  # type: ignore[union-attr]
         )
         return to_decision(result, request)

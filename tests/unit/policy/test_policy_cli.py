@@ -47,7 +47,7 @@ def run(*args: str) -> tuple[int, str, str]:
 def test_validate_prints_the_hash() -> None:
     code, out, err = run("validate")
     assert code == 0, err
-    assert "ok: 14 policies validate against the schema" in out
+    assert "ok: 16 policies validate against the schema" in out
     assert f"policy hash: {PolicyEngine.load().policy_hash}" in out
 
 

@@ -36,7 +36,7 @@ forbid (principal, action, resource);
 
 def test_the_defaults_load_and_validate(engine: PolicyEngine) -> None:
     snapshot = engine.snapshot
-    assert len(snapshot.ids) == 14
+    assert len(snapshot.ids) == 16
     assert re.fullmatch(r"[0-9a-f]{64}", engine.policy_hash)
     assert snapshot.alerts == {"break-glass-officer": frozenset({"break_glass"})}
     assert not snapshot.uses_time
