@@ -250,3 +250,20 @@ def test_grants_from_the_cli(server: tuple[str, Path]) -> None:
         run("grants", "revoke", grant["id"], "--url", url, "--token", tokens["ana"])
     )
     assert revoked["state"] == "revoked"
+
+
+def test_readme_migration_runs_as_written(tmp_path: Path) -> None:
+    os.symlink(Path(sys.prefix), tmp_path / ".venv")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOMICILE_")}
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block_after("tour-migrate")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "quarantine" in done.stdout
+    assert "ok: " in done.stdout.splitlines()[-1]
+    assert "gone from the source" in done.stdout
