@@ -32,12 +32,12 @@ import tomllib
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from enum import StrEnum
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import NoReturn, TypeAlias
+from typing import TypeAlias
 
 from domicile.catalog.validators import FIELD_TYPES
+from domicile.config_file import TomlReader, read_config_text, shown
 from domicile.errors import CatalogError, InvalidFieldValue, PayloadTooLarge, UnknownField
 
 __all__ = [
@@ -78,18 +78,11 @@ TRANSFORMS: Mapping[str, frozenset[str] | None] = MappingProxyType(
 _FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _MAX_BYTES_CEILING = 16 * 1024 * 1024
 _FORMAT = "domicile-catalog/1"
-_SHOWN_CHARS = 64
 _TOP_KEYS = frozenset({"version", "description", "fields"})
 _FIELD_KEYS = frozenset({"category", "type", "transform", "max_bytes", "description"})
 
 
-def _shown(text: object) -> str:
-    """Return a name given by a caller made safe to quote: short, escaped, no backticks."""
-    if not isinstance(text, str):
-        return f"<{type(text).__name__}>"
-    clipped = text[:_SHOWN_CHARS].replace("`", "'")
-    clipped = clipped.encode("ascii", "backslashreplace").decode("ascii")
-    return clipped + ("…" if len(text) > _SHOWN_CHARS else "")
+_shown = shown
 
 
 def _canonical_json(value: object) -> bytes | None:
@@ -239,20 +232,11 @@ class Catalog:
 # --- parsing ----------------------------------------------------------------------------
 
 
-class _Reader:
+class _Reader(TomlReader):
     """Typed access to a parsed TOML document, raising CatalogError naming the file."""
 
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, message: str) -> NoReturn:
-        raise CatalogError(f"catalog `{self.source}`: {message}")
-
-    def keys(self, table: Mapping[str, object], allowed: Set[str], where: str) -> None:
-        for key in table:
-            if key not in allowed:
-                known = ", ".join(sorted(allowed))
-                self.fail(f"unknown key `{_shown(key)}` in {where} (known: {known})")
+    what = "catalog"
+    error = CatalogError
 
     def text(self, table: Mapping[str, object], key: str, where: str, *, required: bool) -> str:
         value = table.get(key)
@@ -339,16 +323,8 @@ def parse_catalog(text: str, *, source: str = "<string>") -> Catalog:
 
 def load_catalog(path: Path | None = None) -> Catalog:
     """Read and validate the catalog at `path`, or the built-in default if `path` is None."""
-    if path is None:
-        resource = resources.files(__package__ or "domicile.catalog") / "default_catalog.toml"
-        return parse_catalog(resource.read_text(encoding="utf-8"), source="default_catalog.toml")
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise CatalogError(f"cannot read catalog `{path}`: {reason.lower()}") from exc
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CatalogError(f"catalog `{path}` is not UTF-8 text") from exc
-    return parse_catalog(text, source=str(path))
+    text, source = read_config_text(
+        path, package="domicile.catalog", default="default_catalog.toml", what="catalog",
+        error=CatalogError,
+    )  # fmt: skip
+    return parse_catalog(text, source=source)

@@ -24,14 +24,13 @@ import hashlib
 import json
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from importlib import resources
 from itertools import pairwise
 from pathlib import Path
 from types import MappingProxyType
-from typing import NoReturn
 
+from domicile.config_file import TomlReader, read_config_text, shown
 from domicile.errors import ConfigError
 from domicile.residency.topology import is_country_code
 
@@ -45,16 +44,9 @@ _TOP_KEYS = frozenset(
 )
 _STEP_CATEGORIES = ("public", "allowable", "restricted")  # least sensitive first
 _MAX_STEPS = 10
-_SHOWN_CHARS = 64
 
 
-def _shown(text: object) -> str:
-    """Return user input made safe to quote in a message: short, escaped, no backticks."""
-    if not isinstance(text, str):
-        return f"<{type(text).__name__}>"
-    clipped = text[:_SHOWN_CHARS].replace("`", "'")
-    clipped = clipped.encode("ascii", "backslashreplace").decode("ascii")
-    return clipped + ("…" if len(text) > _SHOWN_CHARS else "")
+_shown = shown
 
 
 @dataclass(frozen=True)
@@ -103,20 +95,11 @@ class PolicyConfig:
         return hashlib.sha256(self.canonical()).hexdigest()
 
 
-class _Reader:
+class _Reader(TomlReader):
     """Typed access to a parsed TOML document, raising ConfigError naming the file."""
 
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, message: str) -> NoReturn:
-        raise ConfigError(f"policy configuration `{self.source}`: {message}")
-
-    def keys(self, table: Mapping[str, object], allowed: Set[str], where: str) -> None:
-        for key in table:
-            if key not in allowed:
-                known = ", ".join(sorted(allowed))
-                self.fail(f"unknown key `{_shown(key)}` in {where} (known: {known})")
+    what = "policy configuration"
+    error = ConfigError
 
     def strings(self, document: Mapping[str, object], key: str) -> list[str]:
         value = document.get(key)
@@ -223,16 +206,8 @@ def parse_policy_config(text: str, *, source: str = "<string>") -> PolicyConfig:
 
 def load_policy_config(path: Path | None = None) -> PolicyConfig:
     """Read and validate the configuration at `path`, or the built-in default if None."""
-    if path is None:
-        resource = resources.files(__package__ or "domicile.policy") / "default_config.toml"
-        return parse_policy_config(
-            resource.read_text(encoding="utf-8"), source="default_config.toml"
-        )
-    try:
-        text = Path(path).read_bytes().decode("utf-8")
-    except OSError as exc:
-        reason = (exc.strerror or type(exc).__name__).lower()
-        raise ConfigError(f"cannot read policy configuration `{path}`: {reason}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"policy configuration `{path}` is not UTF-8 text") from exc
-    return parse_policy_config(text, source=str(path))
+    text, source = read_config_text(
+        path, package="domicile.policy", default="default_config.toml",
+        what="policy configuration", error=ConfigError,
+    )  # fmt: skip
+    return parse_policy_config(text, source=source)

@@ -37,16 +37,15 @@ import json
 import re
 import string
 import tomllib
-from collections.abc import Mapping, Set
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import NoReturn
 
 import pycountry
 
+from domicile.config_file import TomlReader, read_config_text, shown
 from domicile.errors import TopologyError, UnknownCountry, UnknownRegion
 
 __all__ = [
@@ -68,7 +67,6 @@ CATCH_ALL = "*"
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _PLACEHOLDERS = frozenset({"data_dir"})
 _FORMAT = "domicile-topology/1"
-_SHOWN_CHARS = 32
 
 _TOP_KEYS = frozenset({"version", "description", "jurisdictions", "regions"})
 _JURISDICTION_KEYS = frozenset({"description", "countries", "default_region"})
@@ -89,12 +87,7 @@ def is_country_code(code: object) -> bool:
 
 
 def _shown(text: object) -> str:
-    """Return user input made safe to quote in a message: short, escaped, no backticks."""
-    if not isinstance(text, str):
-        return f"<{type(text).__name__}>"
-    clipped = text[:_SHOWN_CHARS].replace("`", "'")
-    clipped = clipped.encode("ascii", "backslashreplace").decode("ascii")
-    return clipped + ("…" if len(text) > _SHOWN_CHARS else "")
+    return shown(text, limit=32)
 
 
 def normalise_country(country: object) -> str:
@@ -260,20 +253,11 @@ class _RawJurisdiction:
     description: str
 
 
-class _Reader:
+class _Reader(TomlReader):
     """Typed access to a parsed TOML document, raising TopologyError naming the file."""
 
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, message: str) -> NoReturn:
-        raise TopologyError(f"topology `{self.source}`: {message}")
-
-    def keys(self, table: Mapping[str, object], allowed: Set[str], where: str) -> None:
-        for key in table:
-            if key not in allowed:
-                known = ", ".join(sorted(allowed))
-                self.fail(f"unknown key `{_shown(key)}` in {where} (known: {known})")
+    what = "topology"
+    error = TopologyError
 
     def table(self, table: Mapping[str, object], key: str, where: str) -> dict[str, object]:
         value = table.get(key)
@@ -501,16 +485,8 @@ def parse_topology(text: str, *, source: str = "<string>") -> Topology:
 
 def load_topology(path: Path | None = None) -> Topology:
     """Read and validate the topology at `path`, or the built-in default if `path` is None."""
-    if path is None:
-        resource = resources.files(__package__ or "domicile.residency") / "default_topology.toml"
-        return parse_topology(resource.read_text(encoding="utf-8"), source="default_topology.toml")
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise TopologyError(f"cannot read topology `{path}`: {reason.lower()}") from exc
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise TopologyError(f"topology `{path}` is not UTF-8 text") from exc
-    return parse_topology(text, source=str(path))
+    text, source = read_config_text(
+        path, package="domicile.residency", default="default_topology.toml", what="topology",
+        error=TopologyError,
+    )  # fmt: skip
+    return parse_topology(text, source=source)
