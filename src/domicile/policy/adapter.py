@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import time as _time
 from collections.abc import Mapping
+from dataclasses import replace
 from types import MappingProxyType
 
 from domicile.catalog.catalog import Catalog
 from domicile.gateway.request import AccessRequest, Action, Decision
 from domicile.policy.cache import DecisionCache
-from domicile.policy.engine import PolicyEngine
+from domicile.policy.engine import PolicyEngine, new_decision_id
 from domicile.policy.model import (
     NO_GRANT,
     CedarRequest,
@@ -48,6 +49,8 @@ __all__ = [
     "to_decision",
     "to_policy_request",
 ]
+
+_FRONT_ENTRIES = 100_000
 
 IMPLICIT_PURPOSE = "service"
 """The purpose of actions whose API does not ask for one (register, write, erase, relocate)."""
@@ -219,6 +222,11 @@ class CedarDecider:
         self.topology = topology
         self.catalog = catalog
         self.cache = cache if cache is not None or not use_cache else DecisionCache(engine)
+        # Decisions by their whole decision-relevant input (never the subject id): a hit
+        # skips building the policy request too, which costs more than the cached
+        # evaluation it leads to. Keyed on the snapshot generation, so a reload empties it.
+        self._front: dict[tuple[object, ...], Decision] = {}
+        self._use_front = use_cache
 
     def evaluate(
         self,
@@ -251,7 +259,33 @@ class CedarDecider:
         return decider.decide_fields(policy_request)
 
     def decide(self, request: AccessRequest) -> Decision:
-        """Decide one request (the gateway's Decider protocol), with its grant and flags.
+        """Decide one request (the gateway's Decider protocol), with its grant and flags."""
+        snapshot = self.engine.snapshot
+        if not self._use_front or snapshot.uses_time:
+            return self._decide(request)
+        key = (
+            snapshot.generation,
+            request.principal,
+            request.action,
+            request.region,
+            request.fields,
+            request.purpose,
+            request.source_country,
+            request.break_glass,
+            request.grant,
+            request.transfer,
+        )
+        known = self._front.get(key)
+        if known is not None:
+            return replace(known, decision_id=new_decision_id())
+        decision = self._decide(request)
+        if len(self._front) >= _FRONT_ENTRIES:
+            self._front = {}
+        self._front[key] = decision
+        return decision
+
+    def _decide(self, request: AccessRequest) -> Decision:
+        """Evaluate one request through the cache and the engine.
 
         A transfer covered by an agreement is decided with `transfer_agreement` set and,
         unless it is an in-region token resolution, `transforms_applied`: the gateway's
