@@ -163,6 +163,30 @@ def bundle(request: Request, region: str, index: int) -> Response:
     return Response(text, media_type=TEXT)
 
 
+class UnwrapBody(BaseModel):
+    """One unwrap as the region's custodian recorded it (a keyed reference, no ids)."""
+
+    id: int
+    subject_ref: str
+    decision_id: str
+    ledger_index: int
+    action: str
+    unwrapped_at: str
+
+
+@router.get("/unwraps", response_model=list[UnwrapBody])
+def unwraps(
+    request: Request,
+    region: str,
+    after: Annotated[int, Query(ge=0, description="last id already seen")] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> list[UnwrapBody]:
+    """The custodian's own record of unwraps, for the monitor to match against decisions."""
+    _log(request, region)  # UnknownRegion
+    custodian = runtime_of(request).gateway.regions[region].custodian
+    return [UnwrapBody(**record.__dict__) for record in custodian.unwraps(after, limit)]
+
+
 @router.get("/entries", response_model=list[EntryBody])
 def entries(
     request: Request,

@@ -147,3 +147,21 @@ def test_a_request_that_cannot_be_recorded_is_not_served(
     monkeypatch.undo()
     after = api.get(f"/v1/subjects/{sid}?purpose=support", headers=svc).json()
     assert after["fields"]["bio"] == "skier"
+
+
+def test_custodian_unwraps_are_served_for_the_monitor(
+    api: TestClient, tokens: dict[str, str], runtime: Runtime
+) -> None:
+    svc = h(tokens["svc"])
+    sid = api.post("/v1/subjects", json={"country": "IE", "fields": PERSON}, headers=svc).json()[
+        "id"
+    ]
+    api.get(f"/v1/subjects/{sid}?purpose=support", headers=svc)
+    api.get(f"/v1/subjects/{sid}?purpose=support", headers=svc)
+    records = api.get("/v1/regions/eu-ie/log/unwraps").json()
+    assert len(records) == 2
+    assert records[0]["subject_ref"] == records[1]["subject_ref"]
+    assert sid not in str(records)
+    entry = decode_entry(runtime.logs["eu-ie"].entry(records[0]["ledger_index"]))
+    assert entry["decision_id"] == records[0]["decision_id"]
+    assert api.get(f"/v1/regions/eu-ie/log/unwraps?after={records[0]['id']}").json() == records[1:]
