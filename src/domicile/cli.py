@@ -166,6 +166,7 @@ def principals_revoke(principal_id: str, data_dir: Path | None) -> None:
 from domicile.cli_grants import grants  # noqa: E402  (client-side commands)
 from domicile.cli_ledger import ledger, verify  # noqa: E402
 from domicile.cli_migrate import migrate  # noqa: E402
+from domicile.cli_monitor import monitor  # noqa: E402
 from domicile.cli_subjects import subjects  # noqa: E402
 from domicile.cli_transfers import transfers  # noqa: E402
 from domicile.policy.cli import policy  # noqa: E402
@@ -175,6 +176,7 @@ main.add_command(ledger)
 main.add_command(policy)
 main.add_command(grants)
 main.add_command(migrate)
+main.add_command(monitor)
 main.add_command(verify)
 main.add_command(transfers)
 

@@ -1,0 +1,106 @@
+"""`domicile monitor`: the independent monitor (docs/monitor.md).
+
+It imports only the monitor package, which imports only pure ledger and policy code.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import click
+
+from domicile.monitor.alerts import Sink, log_line, webhook_sink
+from domicile.monitor.client import LogClient
+from domicile.monitor.server import make_server, serve_in_thread
+from domicile.monitor.service import Monitor, MonitorConfig
+from domicile.monitor.thresholds import Thresholds
+from domicile.monitor.witness import Witness, load_or_create_cosigner
+
+
+def _keys(values: tuple[str, ...]) -> list[str]:
+    """Each value is a verifier key, or a file holding one key per line."""
+    keys: list[str] = []
+    for value in values:
+        path = Path(value)
+        if "+" not in value and path.exists():
+            keys += [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        else:
+            keys.append(value)
+    return keys
+
+
+@click.group(invoke_without_command=True)
+@click.option("--gateway", "gateway_url", help="the gateway's base url")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("monitor-data"))
+@click.option("--log-key", "log_keys", multiple=True, help="a log verifier key, or a file of them")
+@click.option("--approved-build", "builds", multiple=True, help="an approved gateway build digest")
+@click.option("--port", type=int, default=None, help="serve /alerts and /add-checkpoint here")
+@click.option("--host", default="127.0.0.1")
+@click.option("--interval", type=float, default=5.0, help="seconds between rounds")
+@click.option("--once", is_flag=True, help="one round, then exit (status 3 if it raised alerts)")
+@click.option("--webhook", default=None, help="POST every alert as JSON to this url")
+@click.option("--witness-name", default="monitor.local/witness")
+@click.option("--topology-file", type=click.Path(path_type=Path), default=None)
+@click.option("--catalog-file", type=click.Path(path_type=Path), default=None)
+@click.option("--denied-per-minute", type=int, default=Thresholds.denied_per_minute)
+@click.option("--subjects-per-hour", type=int, default=Thresholds.subjects_per_hour)
+@click.pass_context
+def monitor(
+    ctx: click.Context,
+    gateway_url: str | None,
+    data_dir: Path,
+    log_keys: tuple[str, ...],
+    builds: tuple[str, ...],
+    port: int | None,
+    host: str,
+    interval: float,
+    once: bool,
+    webhook: str | None,
+    witness_name: str,
+    topology_file: Path | None,
+    catalog_file: Path | None,
+    denied_per_minute: int,
+    subjects_per_hour: int,
+) -> None:
+    """Follow a gateway's region logs, witness checkpoints, replay decisions, raise alerts."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not gateway_url or not log_keys:
+        raise click.UsageError("--gateway and at least one --log-key are needed")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    sinks: list[Sink] = [log_line] + ([webhook_sink(webhook)] if webhook else [])
+    config = MonitorConfig(
+        data_dir, _keys(log_keys), builds, Thresholds(denied_per_minute, subjects_per_hour),
+        topology_file, catalog_file, sinks,
+    )  # fmt: skip
+    mon = Monitor(config, LogClient(gateway_url))
+    server = None
+    if port is not None:
+        cosigner = load_or_create_cosigner(data_dir, witness_name)
+        witness = Witness(mon.state, cosigner, mon.verifiers, mon.emit)
+        server = make_server(host, port, mon.state, witness)
+        serve_in_thread(server)
+        click.echo(f"witness key: {cosigner.verifier().verifier_key}", err=True)
+    try:
+        raised = mon.run_once()
+        while not once:
+            time.sleep(interval)
+            raised += mon.run_once()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if server is not None:
+            server.shutdown()
+        mon.close()
+    if once and raised:
+        ctx.exit(3)
+
+
+@monitor.command("witness-key")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("monitor-data"))
+@click.option("--witness-name", default="monitor.local/witness")
+def witness_key(data_dir: Path, witness_name: str) -> None:
+    """Print the witness's cosignature verifier key (made on first use)."""
+    click.echo(load_or_create_cosigner(data_dir, witness_name).verifier().verifier_key)

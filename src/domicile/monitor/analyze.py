@@ -1,0 +1,172 @@
+"""What the monitor checks in each verified entry: builds, alerts, countries, replay.
+
+An :class:`Analyzer` reads entries of one log in order and returns alerts and one fact
+row per entry (kept for cross-checks, thresholds and reports). Threshold checks over
+many entries (denied spikes, bulk access) run on the stored facts, in `thresholds.py`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from domicile.errors import ConfigError
+from domicile.monitor.alerts import Alert
+from domicile.monitor.replay import Replayer
+
+Fact = tuple[Any, ...]
+
+
+@dataclass
+class Analysis:
+    """What analysing a run of entries produced."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    facts: list[Fact] = field(default_factory=list)
+    policies: list[tuple[str, int, str]] = field(default_factory=list)
+    """(policy hash, ledger index, record as JSON) of each policy version met."""
+
+
+class Analyzer:
+    """Per-entry checks of one log."""
+
+    def __init__(
+        self,
+        origin: str,
+        replayer: Replayer,
+        approved_builds: Collection[str],
+        catalog_digest: str,
+        topology_digest: str,
+    ) -> None:
+        """Check entries of `origin`; builds must be in `approved_builds`."""
+        self.origin = origin
+        self.replayer = replayer
+        self.approved_builds = frozenset(approved_builds)
+        self.digests = (catalog_digest, topology_digest)
+        self.replay_ok = True
+        self._handlers = {
+            "gateway-build": self._gateway_build,
+            "catalog-version": self._catalog_version,
+            "policy-version": self._policy_version,
+            "alert": self._alert_entry,
+            "decision": self._decision,
+        }
+
+    def run(self, entries: list[tuple[int, dict[str, Any]]]) -> Analysis:
+        """Analyse entries (index, decoded entry), oldest first."""
+        out = Analysis()
+        for index, entry in entries:
+            kind = entry["kind"]
+            handler = self._handlers.get(kind)
+            if handler is not None:
+                handler(index, entry, out)
+            out.facts.append(_fact(self.origin, index, entry))
+        return out
+
+    def _alert(
+        self,
+        out: Analysis,
+        kind: str,
+        index: int,
+        message: str,
+        severity: str = "critical",
+        **evidence: Any,
+    ) -> None:
+        out.alerts.append(Alert(kind, self.origin, message, str(index), evidence, index, severity))
+
+    def _gateway_build(self, index: int, entry: dict[str, Any], out: Analysis) -> None:
+        digest = str(entry.get("digest"))
+        if digest not in self.approved_builds:
+            self._alert(
+                out, "unknown-build", index, f"gateway build `{digest[:16]}` is not approved",
+                digest=digest, version=entry.get("version"), entry=entry,
+            )  # fmt: skip
+
+    def _catalog_version(self, index: int, entry: dict[str, Any], out: Analysis) -> None:
+        logged = (entry.get("digest"), entry.get("topology_digest"))
+        self.replay_ok = logged == self.digests
+        if not self.replay_ok:
+            self._alert(
+                out, "replay-unavailable", index,
+                "the log's catalog or topology is not the monitor's: decisions are not replayed",
+                entry=entry, monitor={"catalog": self.digests[0], "topology": self.digests[1]},
+            )  # fmt: skip
+
+    def _policy_version(self, index: int, entry: dict[str, Any], out: Analysis) -> None:
+        record = {k: v for k, v in entry.items() if k not in {"v", "kind", "region", "time"}}
+        try:
+            policy_hash = self.replayer.add_version(record)
+        except (ConfigError, KeyError, TypeError) as exc:
+            self._alert(out, "replay-unavailable", index, f"policy version does not load: {exc}")
+            return
+        out.policies.append((policy_hash, index, json.dumps(record, sort_keys=True)))
+
+    def _alert_entry(self, index: int, entry: dict[str, Any], out: Analysis) -> None:
+        name = str(entry.get("alert"))
+        self._alert(
+            out, "break-glass", index, f"the gateway raised `{name}`",
+            severity="high", entry=entry,
+        )  # fmt: skip
+
+    def _decision(self, index: int, entry: dict[str, Any], out: Analysis) -> None:
+        policy_hash = str(entry.get("policy_hash"))
+        if policy_hash not in self.replayer.engines:
+            self._alert(
+                out, "policy-not-recorded", index,
+                f"decision under policy `{policy_hash[:16]}`, which the log never recorded",
+                entry=entry,
+            )  # fmt: skip
+            return
+        self._country(index, entry, policy_hash, out)
+        if not self.replay_ok:
+            return
+        outcome = self.replayer.replay(entry)
+        if outcome.mismatch:
+            self._alert(out, outcome.mismatch, index, outcome.detail, entry=entry)
+
+    def _country(self, index: int, entry: dict[str, Any], policy_hash: str, out: Analysis) -> None:
+        concern = self.replayer.countries_of_concern(policy_hash)
+        data = entry.get("input") or {}
+        countries = {
+            str((data.get("principal") or {}).get("country") or ""),
+            str((data.get("context") or {}).get("source_country") or ""),
+        } & concern
+        if countries:
+            self._alert(
+                out, "country-of-concern", index,
+                f"access attempt involving {', '.join(sorted(countries))} ({entry.get('result')})",
+                severity="high", entry=entry,
+            )  # fmt: skip
+
+
+def _fact(origin: str, index: int, entry: dict[str, Any]) -> Fact:
+    data = entry.get("input") or {}
+    principal = data.get("principal") or {}
+    context = data.get("context") or {}
+    resource = data.get("resource") or {}
+    detail = _detail(entry, resource)
+    return (
+        origin,
+        index,
+        entry["time"],
+        entry["kind"],
+        entry.get("result"),
+        entry.get("action") or entry.get("alert"),
+        principal.get("id") or entry.get("principal_id"),
+        principal.get("entity"),
+        context.get("purpose"),
+        entry.get("decision_id"),
+        entry.get("subject_ref") or resource.get("subject_ref"),
+        json.dumps(detail, sort_keys=True) if detail else None,
+    )
+
+
+def _detail(entry: dict[str, Any], resource: dict[str, Any]) -> dict[str, Any]:
+    kind = entry["kind"]
+    if kind == "decision":
+        return {"fields": resource.get("fields") or [], "allowed": entry.get("allowed_fields")}
+    if kind in {"transfer", "relocation", "migration-batch", "grant-step"}:
+        return {k: v for k, v in entry.items() if k not in {"v", "kind", "region", "time"}}
+    return {}

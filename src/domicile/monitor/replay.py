@@ -1,0 +1,211 @@
+"""Replaying logged decisions under the policy version the log recorded for them.
+
+A `policy-version` entry carries the full policies, schema and configuration; a
+`decision` entry carries its policy hash and masked input. The replayer rebuilds the
+engine of each version it meets and decides the input again, the way the gateway's
+adapter builds its request (docs/monitor.md, "Replay", says what cannot be exact):
+
+* jurisdictions and regions come from the topology, categories from the catalog — the
+  monitor's own copies, checked against the log's `catalog-version` digests;
+* a decision made under a grant records only the grant id, so it is replayed with the
+  most permissive grant (approved, covering the subject, purpose and every category):
+  only an allow the policy denies even then is flagged, never a deny;
+* `administer` decisions (whose setting the log does not record) are not replayed;
+* the time is the entry's time (to the second), for policies that read it.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from domicile.catalog.catalog import Catalog
+from domicile.errors import ConfigError, DomicileError
+from domicile.policy.config import PolicyConfig
+from domicile.policy.engine import PolicyEngine
+from domicile.policy.model import (
+    CATEGORIES,
+    NO_GRANT,
+    GrantState,
+    PolicyContext,
+    PolicyPrincipal,
+    PolicyRequest,
+)
+from domicile.policy.places import locate
+from domicile.policy.snapshot import PolicySource, build_snapshot
+from domicile.residency.topology import Topology
+
+IMPLICIT_PURPOSE = "service"
+"""The purpose the gateway decides register, write, erase, relocate and administer with."""
+
+_IMPLICIT_PURPOSE_ACTIONS = frozenset({"register", "write", "erase", "relocate", "administer"})
+_NOT_REPLAYED = frozenset({"administer"})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the replay found for one decision."""
+
+    replayed: bool
+    mismatch: str = ""
+    """`allow-against-policy`, `deny-against-policy` or empty."""
+    detail: str = ""
+
+
+def engine_from_record(record: Mapping[str, Any]) -> PolicyEngine:
+    """Rebuild the engine of a `policy-version` entry; ConfigError if it does not load."""
+    document = record["config"]
+    if not isinstance(document, Mapping):
+        raise ConfigError("policy version record has no configuration")
+    config = PolicyConfig(
+        version=str(document["version"]),
+        purposes=tuple(document["purposes"]),
+        countries_of_concern=frozenset(document["countries_of_concern"]),
+        security_entities=MappingProxyType(dict(document["security_entities"])),
+        approval_steps=MappingProxyType(dict(document["approval_steps"])),
+    )
+    snapshot = build_snapshot(
+        PolicySource(str(record["policies"]), str(record.get("policies_origin", "<ledger>"))),
+        PolicySource(str(record["schema"]), str(record.get("schema_origin", "<ledger>"))),
+        config,
+        generation=int(record.get("generation", 1)),
+    )
+    if snapshot.policy_hash != record.get("policy_hash"):
+        raise ConfigError("policy version record does not hash to its recorded policy hash")
+    return PolicyEngine(snapshot)
+
+
+def entry_seconds(stamp: str) -> int:
+    """Seconds since the epoch of an RFC 3339 UTC entry time (fractions dropped)."""
+    try:
+        return calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return 0
+
+
+class Replayer:
+    """Decides logged inputs again; keeps one engine per policy hash and a result cache."""
+
+    def __init__(self, topology: Topology, catalog: Catalog) -> None:
+        """Replay with this topology and catalog (they must be the gateway's)."""
+        self.topology = topology
+        self.catalog = catalog
+        self.engines: dict[str, PolicyEngine] = {}
+        self._cache: dict[tuple[Any, ...], tuple[bool, frozenset[str]]] = {}
+
+    def add_version(self, record: Mapping[str, Any]) -> str:
+        """Load a recorded policy version; return its hash."""
+        policy_hash = str(record["policy_hash"])
+        if policy_hash not in self.engines:
+            self.engines[policy_hash] = engine_from_record(record)
+        return policy_hash
+
+    def countries_of_concern(self, policy_hash: str) -> frozenset[str]:
+        """The countries of concern of a loaded version (empty if unknown)."""
+        engine = self.engines.get(policy_hash)
+        return engine.snapshot.config.countries_of_concern if engine else frozenset()
+
+    def replay(self, entry: Mapping[str, Any]) -> Outcome:
+        """Replay one decision entry against the version its policy hash names."""
+        if entry.get("action") in _NOT_REPLAYED:
+            return Outcome(replayed=False, detail="administer decisions are not replayed")
+        engine = self.engines.get(str(entry.get("policy_hash")))
+        if engine is None:
+            return Outcome(replayed=False, detail="policy version not recorded")
+        try:
+            request, with_grant = self._request(entry)
+        except (DomicileError, KeyError, TypeError, ValueError) as exc:
+            return Outcome(replayed=False, detail=f"input cannot be replayed: {exc}")
+        allowed, fields = self._decide(engine, request)
+        return _compare(entry, allowed, fields, with_grant)
+
+    def _decide(self, engine: PolicyEngine, request: PolicyRequest) -> tuple[bool, frozenset[str]]:
+        snapshot = engine.snapshot
+        key = (
+            snapshot.policy_hash,
+            request.principal,
+            request.action,
+            request.home_region,
+            tuple(request.fields.items()),
+            request.context if snapshot.uses_time else request.context.key(with_time=False),
+        )
+        known = self._cache.get(key)
+        if known is None:
+            decision = engine.decide_fields(request)
+            known = (decision.allowed, frozenset(decision.allowed_fields))
+            if len(self._cache) > 200_000:
+                self._cache.clear()
+            self._cache[key] = known
+        return known
+
+    def _request(self, entry: Mapping[str, Any]) -> tuple[PolicyRequest, bool]:
+        data = entry["input"]
+        principal, resource, context = data["principal"], data["resource"], data["context"]
+        country, jurisdiction, region = locate(self.topology, principal["country"])
+        action = str(entry["action"])
+        purpose = context.get("purpose") or (
+            IMPLICIT_PURPOSE if action in _IMPLICIT_PURPOSE_ACTIONS else ""
+        )
+        source, src_jurisdiction, src_region = locate(
+            self.topology, context.get("source_country") or principal["country"]
+        )
+        grant_id = context.get("grant")
+        grant = (
+            GrantState(grant_id, True, False, False, purpose, frozenset(CATEGORIES), True)
+            if grant_id
+            else NO_GRANT
+        )
+        names = resource["fields"] or sorted(self.catalog.fields)
+        fields = {name: self.catalog.field(name).category.value for name in sorted(names)}
+        home = str(resource["region"])
+        agreement = context.get("transfer_agreement") or ""
+        request = PolicyRequest(
+            principal=PolicyPrincipal(
+                principal["id"],
+                principal["entity"],
+                country,
+                jurisdiction,
+                region,
+                frozenset(principal["roles"]),
+            ),
+            action=action,
+            home_region=home,
+            home_jurisdiction=self.topology.region(home).jurisdiction,
+            fields=MappingProxyType(fields),
+            context=PolicyContext(
+                purpose=purpose,
+                source_country=source,
+                source_jurisdiction=src_jurisdiction,
+                source_region=src_region,
+                grant=grant,
+                break_glass=bool(context.get("break_glass")),
+                transfer_agreement=agreement,
+                transforms_applied=bool(context.get("transforms_applied")),
+                time=entry_seconds(str(entry.get("time", ""))),
+            ),
+        )
+        return request, bool(grant_id)
+
+
+def _compare(
+    entry: Mapping[str, Any], allowed: bool, fields: frozenset[str], with_grant: bool
+) -> Outcome:
+    recorded_allow = entry.get("result") == "allow"
+    requested = set(entry["input"]["resource"]["fields"])
+    recorded_fields = set(entry.get("allowed_fields") or ())
+    if recorded_allow:
+        if not allowed:
+            return Outcome(True, "allow-against-policy", "the recorded policy denies it")
+        extra = recorded_fields - (fields & requested)
+        if extra:
+            return Outcome(
+                True, "allow-against-policy", f"fields the policy withholds: {sorted(extra)}"
+            )
+        return Outcome(True)
+    if allowed and not with_grant and entry.get("action") != "transfer":
+        return Outcome(True, "deny-against-policy", "the recorded policy allows it")
+    return Outcome(True)

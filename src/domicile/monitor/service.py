@@ -1,0 +1,209 @@
+"""The monitor: follow every log once, cross-check unwraps, raise and deliver alerts."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from domicile.catalog.catalog import Catalog, load_catalog
+from domicile.errors import LedgerError
+from domicile.ledger.checkpoint import Checkpoint
+from domicile.ledger.merkle import CompactRange
+from domicile.ledger.note import Ed25519Verifier, parse_verifier_key
+from domicile.monitor.alerts import Alert, Sink, log_line
+from domicile.monitor.analyze import Analyzer
+from domicile.monitor.client import LogClient
+from domicile.monitor.follow import Fetched, Follower
+from domicile.monitor.replay import Replayer
+from domicile.monitor.state import FACT_COLUMNS, MonitorState, Verified
+from domicile.monitor.thresholds import Thresholds, threshold_alerts
+from domicile.residency.topology import Topology, load_topology
+
+STATE_FILE = "monitor.db"
+
+
+@dataclass
+class MonitorConfig:
+    """What a monitor is told on its command line."""
+
+    data_dir: Path
+    log_keys: Sequence[str]
+    approved_builds: Collection[str] = ()
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    topology_file: Path | None = None
+    catalog_file: Path | None = None
+    sinks: Sequence[Sink] = (log_line,)
+
+
+class Monitor:
+    """Follows the region logs of one gateway with its own state."""
+
+    def __init__(self, config: MonitorConfig, client: LogClient) -> None:
+        """Open the state in `config.data_dir` and parse the log keys."""
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config = config
+        self.client = client
+        self.state = MonitorState(config.data_dir / STATE_FILE)
+        self.verifiers: dict[str, Ed25519Verifier] = {}
+        for text in config.log_keys:
+            verifier = parse_verifier_key(text.strip())
+            self.verifiers[verifier.name] = verifier
+        topology: Topology = load_topology(config.topology_file)
+        catalog: Catalog = load_catalog(config.catalog_file)
+        self.replayer = Replayer(topology, catalog)
+        self._digests = (catalog.digest(), topology.digest())
+
+    def close(self) -> None:
+        """Close the state."""
+        self.state.close()
+
+    def emit(self, alerts: Sequence[Alert]) -> int:
+        """Store new alerts and deliver them to every sink; return how many were new."""
+        fresh = 0
+        for alert in alerts:
+            if self.state.add_alert(alert):
+                fresh += 1
+                for sink in self.config.sinks:
+                    sink(alert.record())
+        return fresh
+
+    def run_once(self) -> int:
+        """Follow every log once and cross-check unwraps; return the new alert count."""
+        fresh = 0
+        for verifier in self.verifiers.values():
+            fresh += self.follow(Follower(self.state, self.client, verifier))
+            fresh += self.check_unwraps(verifier.name)
+        return fresh
+
+    def follow(self, follower: Follower) -> int:
+        """One round on one log."""
+        try:
+            latest = follower.latest()
+        except LedgerError:
+            return 0  # unreachable or no checkpoint yet: try again next round
+        if isinstance(latest, Alert):
+            return self.emit([latest])
+        checkpoint, note = latest
+        verified = self.state.verified(follower.origin)
+        alerts = follower.check_history(checkpoint, note, verified)
+        if any(a.kind == "log-truncated" for a in alerts):
+            return self.emit(alerts)
+        start = verified.frontier if verified else CompactRange()
+        if checkpoint.size == start.size:
+            return self.emit(alerts)
+        fetched = follower.fetch(start, checkpoint.size)
+        problem = _root_problem(fetched, checkpoint)
+        if problem:
+            alerts.append(_rewritten(follower.origin, checkpoint, note, verified, problem))
+            return self.emit(alerts)
+        assert isinstance(fetched, Fetched)
+        assert fetched.frontier is not None
+        alerts += self._commit(follower.origin, checkpoint, note, fetched, start.size)
+        return self.emit(alerts)
+
+    def _analyzer(self, origin: str) -> Analyzer:
+        analyzer = Analyzer(origin, self.replayer, self.config.approved_builds, *self._digests)
+        for _, _, record in self.state.policy_records(origin):
+            self.replayer.add_version(record)
+        analyzer.replay_ok = self.state.get(f"replay-ok|{origin}", "1") == "1"
+        return analyzer
+
+    def _commit(
+        self, origin: str, checkpoint: Checkpoint, note: str, fetched: Fetched, first: int
+    ) -> list[Alert]:
+        analyzer = self._analyzer(origin)
+        analysis = analyzer.run(fetched.entries)
+        assert fetched.frontier is not None
+        verified = Verified(checkpoint.size, checkpoint.root_hash, note, fetched.frontier)
+        with self.state.transaction() as db:
+            db.executemany(
+                f"INSERT OR REPLACE INTO facts ({FACT_COLUMNS}) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                analysis.facts,
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO policies VALUES (?, ?, ?, ?)",
+                [(origin, h, i, r) for h, i, r in analysis.policies],
+            )
+            self.state.set_verified(db, origin, verified)
+            db.execute(
+                "INSERT OR REPLACE INTO kv VALUES (?, ?)",
+                (f"replay-ok|{origin}", "1" if analyzer.replay_ok else "0"),
+            )
+            db.execute(
+                "UPDATE checkpoints SET consistent = 1 WHERE origin = ? AND size = ? AND root = ?",
+                (origin, checkpoint.size, checkpoint.root_hash),
+            )
+        limits = self.config.thresholds
+        return analysis.alerts + threshold_alerts(
+            self.state, origin, first, checkpoint.size, limits
+        )
+
+    def check_unwraps(self, origin: str) -> int:
+        """Match the custodian's unwraps against verified allow decisions."""
+        verified = self.state.verified(origin)
+        if verified is None:
+            return 0
+        cursor_name = f"unwraps|{origin}"
+        after = int(self.state.get(cursor_name, "0"))
+        try:
+            records = self.client.unwraps(origin.rsplit("/", 1)[-1], after)
+        except LedgerError:
+            return 0
+        alerts: list[Alert] = []
+        for record in records:
+            if int(record["ledger_index"]) >= verified.size:
+                break  # its decision is not verified yet: look again next round
+            problem = self._unwrap_problem(origin, record)
+            if problem:
+                alerts.append(
+                    Alert(
+                        "unwrap-without-decision",
+                        origin,
+                        problem,
+                        key=str(record["id"]),
+                        evidence={"unwrap": record},
+                        index=int(record["ledger_index"]),
+                    )
+                )
+            after = int(record["id"])
+        self.state.put(cursor_name, str(after))
+        return self.emit(alerts)
+
+    def _unwrap_problem(self, origin: str, record: dict[str, object]) -> str:
+        rows = self.state.query(
+            "SELECT kind, result, decision_id, subject_ref FROM facts WHERE origin = ? AND idx = ?",
+            [origin, record["ledger_index"]],
+        )
+        if not rows or rows[0][0] != "decision":
+            return f"unwrap {record['id']} points at entry {record['ledger_index']}, no decision"
+        _, result, decision_id, subject_ref = rows[0]
+        if result != "allow":
+            return f"unwrap {record['id']} follows a denied decision"
+        if decision_id != record["decision_id"] or subject_ref != record["subject_ref"]:
+            return f"unwrap {record['id']} does not match the decision at its index"
+        return ""
+
+
+def _root_problem(fetched: Fetched | str, checkpoint: Checkpoint) -> str:
+    if isinstance(fetched, str):
+        return fetched
+    assert fetched.frontier is not None
+    if not hmac.compare_digest(fetched.frontier.root(), checkpoint.root_hash):
+        return "the entries served do not hash to the signed root"
+    return ""
+
+
+def _rewritten(
+    origin: str, checkpoint: Checkpoint, note: str, verified: Verified | None, problem: str
+) -> Alert:
+    notes = ([verified.note] if verified else []) + [note]
+    return Alert(
+        "log-rewritten",
+        origin,
+        problem,
+        key=f"{checkpoint.size}|{checkpoint.root_hash!r}",
+        evidence={"checkpoints": notes},
+    )
