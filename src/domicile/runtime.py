@@ -27,6 +27,7 @@ from domicile.keys.local import LocalCustodian
 from domicile.ledger.keys import load_or_create_signer
 from domicile.ledger.log import RegionLog
 from domicile.ledger.sequencer import Checkpointer, Sequencer
+from domicile.ledger.witnessing import Witness
 from domicile.pets.keys import LocalPetKeys, PetKeys, create_secret_file
 from domicile.policy.adapter import CedarDecider
 from domicile.policy.engine import PolicyEngine
@@ -243,7 +244,11 @@ def open_runtime(settings: Settings) -> Runtime:
     )
     gateway.record(_start_events(topology, catalog, engine))
     recover(gateway)
-    checkpointer = Checkpointer(list(logs.values()), settings.checkpoint_interval)
+    checkpointer = Checkpointer(
+        list(logs.values()),
+        settings.checkpoint_interval,
+        [Witness.parse(spec) for spec in settings.witnesses],
+    )
     checkpointer.sign_all()
     checkpointer.start()
     desk = GrantDesk(gateway, grant_store, dict(engine.snapshot.config.approval_steps))

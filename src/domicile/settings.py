@@ -39,6 +39,11 @@ class Settings(BaseSettings):
         description="origin prefix of the region logs; each log's origin is `<prefix>/<region>`",
     )
     checkpoint_interval: float = Field(1.0, gt=0, description="seconds between checkpoints")
+    witnesses: list[str] = Field(
+        default_factory=list,
+        description="witnesses that cosign every checkpoint: `URL VERIFIER-KEY` each"
+        " (C2SP tlog-witness; e.g. a `domicile monitor`)",
+    )
     thresholds_file: Path | None = Field(
         None, description="bulk-transfer thresholds TOML; built-in (28 CFR part 202) if unset"
     )

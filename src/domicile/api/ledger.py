@@ -68,11 +68,14 @@ def _b64(data: bytes) -> str:
 
 @router.get("/checkpoint", response_class=Response)
 def checkpoint(request: Request, region: str) -> Response:
-    """The latest signed checkpoint (a C2SP signed note)."""
-    latest = _log(request, region).latest_checkpoint()
+    """The latest signed checkpoint (a C2SP signed note), with any witness cosignatures."""
+    log = _log(request, region)
+    latest = log.latest_checkpoint()
     if latest is None:
         raise EntryNotFound(f"log of `{region}` has signed no checkpoint yet")
-    return Response(latest.note, media_type=TEXT, headers={"Cache-Control": "no-cache"})
+    return Response(
+        log.cosigned_note(latest), media_type=TEXT, headers={"Cache-Control": "no-cache"}
+    )
 
 
 @router.get("/key", response_class=Response)

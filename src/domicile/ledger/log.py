@@ -440,6 +440,37 @@ class RegionLog:
                     )
             return SignedCheckpoint(state.size, root, note)
 
+    def add_cosignature(self, size: int, witness: str, line: str) -> None:
+        """Keep a witness's verified cosignature line for the checkpoint at `size`."""
+        with self.db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO ledger_cosignatures (size, witness, line) VALUES (?, ?, ?)"
+                " ON CONFLICT (size, witness) DO NOTHING",
+                (size, witness, line),
+            )
+
+    def has_cosignature(self, size: int, witness: str) -> bool:
+        """True if `witness` cosigned the checkpoint at `size`."""
+        return bool(
+            self.db.query(
+                "SELECT 1 FROM ledger_cosignatures WHERE size = ? AND witness = ?", (size, witness)
+            )
+        )
+
+    def last_cosigned_size(self, witness: str) -> int:
+        """The largest size `witness` cosigned (0 if none)."""
+        (row,) = self.db.query(
+            "SELECT COALESCE(MAX(size), 0) FROM ledger_cosignatures WHERE witness = ?", (witness,)
+        )
+        return int(row[0])
+
+    def cosigned_note(self, signed: SignedCheckpoint) -> str:
+        """The checkpoint note with every kept cosignature line appended."""
+        rows = self.db.query(
+            "SELECT line FROM ledger_cosignatures WHERE size = ? ORDER BY witness", (signed.size,)
+        )
+        return signed.note + "".join(str(r[0]) + "\n" for r in rows)
+
     def checkpoint_of(self, note: str) -> Checkpoint:
         """Parse the checkpoint body of a signed note (no signature check)."""
         return parse_checkpoint(parse_note(note).text)

@@ -10,8 +10,11 @@ import logging
 import threading
 from collections.abc import Sequence
 
+import httpx
+
 from domicile.errors import DomicileError, RecordingFailed
 from domicile.ledger.log import RegionLog
+from domicile.ledger.witnessing import Witness, witness_latest
 from domicile.storage.group_commit import GroupCommit
 
 log = logging.getLogger("domicile.ledger")
@@ -40,11 +43,16 @@ class Sequencer:
 
 
 class Checkpointer:
-    """Signs a checkpoint for each log whenever it grew, every `interval` seconds."""
+    """Signs a checkpoint for each log whenever it grew, every `interval` seconds, and
+    has the configured witnesses cosign it."""
 
-    def __init__(self, logs: Sequence[RegionLog], interval: float) -> None:
+    def __init__(
+        self, logs: Sequence[RegionLog], interval: float, witnesses: Sequence[Witness] = ()
+    ) -> None:
         self.logs = list(logs)
         self.interval = interval
+        self.witnesses = list(witnesses)
+        self._http = httpx.Client(timeout=10.0) if self.witnesses else None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="checkpointer", daemon=True)
 
@@ -60,6 +68,9 @@ class Checkpointer:
                 region_log.index_leaves()
             except DomicileError as exc:
                 log.error("checkpoint of `%s` not signed: %s", region_log.origin, exc)
+                continue
+            if self._http is not None:
+                witness_latest(region_log, self.witnesses, self._http)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -71,3 +82,5 @@ class Checkpointer:
         if self._thread.is_alive():
             self._thread.join()
         self.sign_all()
+        if self._http is not None:
+            self._http.close()
