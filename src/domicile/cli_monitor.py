@@ -11,10 +11,13 @@ from pathlib import Path
 
 import click
 
+from domicile.catalog.catalog import load_catalog
 from domicile.monitor.alerts import Sink, log_line, webhook_sink
 from domicile.monitor.client import LogClient
+from domicile.monitor.report import parse_time, write_report
 from domicile.monitor.server import make_server, serve_in_thread
-from domicile.monitor.service import Monitor, MonitorConfig
+from domicile.monitor.service import STATE_FILE, Monitor, MonitorConfig
+from domicile.monitor.state import MonitorState
 from domicile.monitor.thresholds import Thresholds
 from domicile.monitor.witness import Witness, load_or_create_cosigner
 
@@ -104,3 +107,30 @@ def monitor(
 def witness_key(data_dir: Path, witness_name: str) -> None:
     """Print the witness's cosignature verifier key (made on first use)."""
     click.echo(load_or_create_cosigner(data_dir, witness_name).verifier().verifier_key)
+
+
+@monitor.command("report")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("monitor-data"))
+@click.option("--from", "start", default=None, help="ISO 8601 start of the period (inclusive)")
+@click.option("--to", "end", default=None, help="ISO 8601 end of the period (exclusive)")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="output directory")
+@click.option("--catalog-file", type=click.Path(path_type=Path), default=None)
+def report(
+    data_dir: Path, start: str | None, end: str | None, out: Path, catalog_file: Path | None
+) -> None:
+    """Write an audit report (report.json, report.html) from the monitor's state."""
+    path = data_dir / STATE_FILE
+    if not path.exists():
+        raise click.UsageError(f"no monitor state at `{path}`")
+    try:
+        bounds = [parse_time(t) if t else None for t in (start, end)]
+    except ValueError as exc:
+        raise click.UsageError(f"--from/--to must be ISO 8601 times: {exc}") from exc
+    state = MonitorState(path)
+    try:
+        made = write_report(state, load_catalog(catalog_file), out, bounds[0], bounds[1])
+    finally:
+        state.close()
+    entries = sum(r["entries_in_period"] for r in made["regions"].values())
+    click.echo(f"{out / 'report.json'}, {out / 'report.html'}: {len(made['regions'])} logs, "
+               f"{entries} entries, {len(made['alerts']['list'])} alerts")  # fmt: skip
