@@ -73,6 +73,8 @@ def monitor(
     if not gateway_url or not log_keys:
         raise click.UsageError("--gateway and at least one --log-key are needed")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Alerts are the monitor's output; the HTTP client's per-request lines would bury them.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     sinks: list[Sink] = [log_line] + ([webhook_sink(webhook)] if webhook else [])
     config = MonitorConfig(
         data_dir, _keys(log_keys), builds, Thresholds(denied_per_minute, subjects_per_hour),
