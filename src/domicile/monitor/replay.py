@@ -7,8 +7,10 @@ adapter builds its request (docs/monitor.md, "Replay", says what cannot be exact
 
 * jurisdictions and regions come from the topology, categories from the catalog — the
   monitor's own copies, checked against the log's `catalog-version` digests;
-* a decision made under a grant records only the grant id, so it is replayed with the
-  most permissive grant (approved, covering the subject, purpose and every category):
+* a decision made under a grant records the grant's state (approved, expired, revoked,
+  purpose, categories, coverage) and is replayed exactly; an older entry that records
+  only the grant id is replayed with the most permissive grant (approved, covering the
+  subject, purpose and every category):
   only an allow the policy denies even then is flagged, never a deny;
 * `administer` decisions (whose setting the log does not record) are not replayed;
 * the time is the entry's time (to the second), for policies that read it.
@@ -154,11 +156,23 @@ class Replayer:
             self.topology, context.get("source_country") or principal["country"]
         )
         grant_id = context.get("grant")
-        grant = (
-            GrantState(grant_id, True, False, False, purpose, frozenset(CATEGORIES), True)
-            if grant_id
-            else NO_GRANT
-        )
+        state = context.get("grant_state")
+        if grant_id and isinstance(state, dict):  # recorded as the policy saw it: exact
+            grant = GrantState(
+                grant_id,
+                bool(state.get("approved")),
+                bool(state.get("expired")),
+                bool(state.get("revoked")),
+                str(state.get("purpose", "")),
+                frozenset(str(c) for c in state.get("categories", ())),
+                bool(state.get("covers_subject")),
+            )
+        else:
+            grant = (
+                GrantState(grant_id, True, False, False, purpose, frozenset(CATEGORIES), True)
+                if grant_id
+                else NO_GRANT
+            )
         names = resource["fields"] or sorted(self.catalog.fields)
         fields = {name: self.catalog.field(name).category.value for name in sorted(names)}
         home = str(resource["region"])
@@ -188,7 +202,8 @@ class Replayer:
                 time=entry_seconds(str(entry.get("time", ""))),
             ),
         )
-        return request, bool(grant_id)
+        # Only a grant replayed from its id alone is approximate (older entries).
+        return request, bool(grant_id) and not isinstance(state, dict)
 
 
 def _compare(
