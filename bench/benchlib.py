@@ -325,3 +325,41 @@ def fmt(value: float, digits: int = 0) -> str:
     if value != value:  # NaN
         return "n/a"
     return f"{value:,.{digits}f}"
+
+
+# -- memory and child processes ---------------------------------------------------------------
+
+
+def rss_kib(key: str = "VmRSS", pid: int | str = "self") -> int:
+    """VmRSS (or VmHWM, the peak) of a process in KiB; 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def run_child(script: str, flag: str, name: str, ctx: Mapping[str, Any]) -> dict[str, Any]:
+    """Run `python SCRIPT FLAG NAME --ctx JSON` in a fresh interpreter (so its peak memory
+    is its own) and return the JSON it printed."""
+    cmd = [sys.executable, script, flag, name, "--ctx", json.dumps(ctx)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"{name} failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    return dict(json.loads(out.stdout))
+
+
+def print_child_result(result: dict[str, Any]) -> None:
+    """A child's last act: print its result with its own peak memory.
+
+    ru_maxrss survives fork+exec on Linux (a child starts at its parent's peak), so the
+    peak shown is VmHWM, which starts afresh with the new program; both are kept.
+    """
+    import resource
+
+    result["peak_rss"] = rss_kib("VmHWM")
+    result["ru_maxrss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(json.dumps(result))

@@ -29,9 +29,7 @@ import io
 import json
 import os
 import random
-import resource
 import sqlite3
-import subprocess
 import sys
 import threading
 import time
@@ -45,7 +43,10 @@ from benchlib import (
     log,
     machine_info,
     median,
+    print_child_result,
     ratio,
+    rss_kib,
+    run_child,
     server,
     table,
     workdir,
@@ -67,27 +68,6 @@ def person(rng: random.Random, n: int) -> dict[str, str]:
         "full_name": f"{first} {last}",
         "phone": f"+353{rng.randrange(10**8, 10**9)}",
     }
-
-
-def rss_kib(key: str = "VmRSS") -> int:
-    """This process's VmRSS (or VmHWM, its peak) in KiB."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def proc_kib(pid: int, key: str) -> int:
-    """VmRSS or VmHWM of another process, KiB (0 if gone)."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 class Sampler:
@@ -267,13 +247,13 @@ def http_run(ctx: dict[str, Any], work: Path) -> dict[str, Any]:
         args = ["domicile", "--data-dir", ctx["data_dir"]]
         with server("domicile", args, workdir=work) as srv:
             pid = srv.process.pid
-            before = proc_kib(pid, "VmRSS")
+            before = rss_kib("VmRSS", pid)
             sink = _Sink()
             client = Client(srv.base, ctx["token"], timeout=3600.0)
             start = time.perf_counter()
             result = client.export_dataset(sink, region=ctx["region"], agreement=AGREEMENT)
             seconds = time.perf_counter() - start
-            hwm, after = proc_kib(pid, "VmHWM"), proc_kib(pid, "VmRSS")
+            hwm, after = rss_kib("VmHWM", pid), rss_kib("VmRSS", pid)
     finally:
         del os.environ["DOMICILE_THRESHOLDS_FILE"]
     if sink.lines != result["records"]:
@@ -287,27 +267,10 @@ def http_run(ctx: dict[str, Any], work: Path) -> dict[str, Any]:
     }
 
 
-def child(phase: str, ctx: dict[str, Any]) -> dict[str, Any]:
-    """Run one phase in a fresh interpreter; its result plus its own ru_maxrss."""
-    cmd = [sys.executable, __file__, "--phase", phase, "--ctx", json.dumps(ctx)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise SystemExit(f"{phase} failed ({out.returncode}):\n{out.stderr[-3000:]}")
-    return dict(json.loads(out.stdout))
-
-
 def run_phase(phase: str, ctx_json: str) -> None:
     """Entry point of a child: print its result as JSON."""
     ctx = json.loads(ctx_json)
-    result = phase_raw(ctx) if phase == "raw" else phase_inprocess(ctx)
-    # ru_maxrss survives fork+exec on Linux (a child starts at its parent's peak), so the
-    # peak shown is VmHWM, which starts afresh with the new program; both are kept.
-    result["peak_rss"] = rss_kib("VmHWM")
-    result["ru_maxrss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(json.dumps(result))
-
-
-# -- main -----------------------------------------------------------------------------------
+    print_child_result(phase_raw(ctx) if phase == "raw" else phase_inprocess(ctx))
 
 
 def main() -> None:
@@ -335,7 +298,9 @@ def main() -> None:
         for round_no in range(args.rounds):
             order = ["raw", "inprocess"] if round_no % 2 == 0 else ["inprocess", "raw"]
             for phase in order:
-                runs["raw" if phase == "raw" else "in process"].append(child(phase, ctx))
+                runs["raw" if phase == "raw" else "in process"].append(
+                    run_child(__file__, "--phase", phase, ctx)
+                )
             if not args.no_http:
                 runs["http"].append(http_run(ctx, work))
             log(

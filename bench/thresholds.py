@@ -28,9 +28,7 @@ import hashlib
 import hmac
 import json
 import os
-import resource
 import sqlite3
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -38,7 +36,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchlib import clean_domicile_env, fmt, log, machine_info, median, ratio, table, workdir
+from benchlib import (
+    clean_domicile_env,
+    fmt,
+    log,
+    machine_info,
+    median,
+    print_child_result,
+    ratio,
+    rss_kib,
+    run_child,
+    table,
+    workdir,
+)
 
 KEY = bytes(range(32))
 FIELDS = {"email": "pseudonymise"}
@@ -47,15 +57,6 @@ T0 = datetime(2030, 1, 1, tzinfo=UTC)
 COUNTRIES = ("US", "GB", "CH", "JP", "SG", "IN", "BR", "CA", "AU", "KR", "MX", "ZA", "NG",
              "AR", "CL", "NZ", "IL", "AE", "TH", "ID", "MY", "PH", "VN", "TR", "EG")  # fmt: skip
 _REF_LABEL = b"domicile-transfer-ref/v1\x00"  # as in domicile.transfers.thresholds
-
-
-def rss_kib(key: str = "VmRSS") -> int:
-    """This process's VmRSS (or VmHWM, its peak) in KiB."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def batches(args: dict[str, Any]) -> Iterator[tuple[int, str, list[str], datetime]]:
@@ -145,23 +146,10 @@ def _marks(events: int) -> list[int]:
     return [max(1, events * q // 4) for q in (1, 2, 3, 4)]
 
 
-def child(side: str, args: dict[str, Any]) -> dict[str, Any]:
-    """One side in a fresh interpreter (so its peak RSS is its own)."""
-    cmd = [sys.executable, __file__, "--side", side, "--ctx", json.dumps(args)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise SystemExit(f"{side} failed ({out.returncode}):\n{out.stderr[-3000:]}")
-    return dict(json.loads(out.stdout))
-
-
 def run_side(side: str, ctx: str) -> None:
     """Entry point of a child: print its result as JSON."""
     args = json.loads(ctx)
-    result = run_counter(args) if side == "counter" else run_raw(args)
-    # ru_maxrss survives fork+exec on Linux; VmHWM starts afresh with this program.
-    result["peak_rss"] = rss_kib("VmHWM")
-    result["ru_maxrss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps(result))
+    print_child_result(run_counter(args) if side == "counter" else run_raw(args))
 
 
 def main() -> None:
@@ -192,7 +180,7 @@ def main() -> None:
                 ctx = {"events": args.events, "batch": args.batch, "subjects": args.subjects,
                        "countries": args.countries, "dir": str(where)}  # fmt: skip
                 log(f"round {round_no + 1}: {side}, {args.events:,} events …")
-                result = child(side, ctx)
+                result = run_child(__file__, "--side", side, ctx)
                 runs["check_and_count" if side == "counter" else "raw INSERT"].append(result)
                 os.sync()
                 log(f"  {args.events / result['seconds']:,.0f} events/s")
