@@ -152,16 +152,8 @@ def _context_record(request: AccessRequest) -> dict[str, Any]:
         "break_glass": request.break_glass,
         "grant": request.grant.id or None,
     }
-    grant = request.grant
-    if grant.id:  # the state the policy saw, so an independent replay is exact
-        context["grant_state"] = {
-            "approved": grant.approved,
-            "expired": grant.expired,
-            "revoked": grant.revoked,
-            "purpose": grant.purpose,
-            "categories": sorted(grant.categories),
-            "covers_subject": grant.covers_subject,
-        }
+    if request.grant.id:  # the state the policy saw, so an independent replay is exact
+        context["grant_state"] = request.grant.record()
     transfer = request.transfer
     if transfer is not None:  # only transfers carry these, so other records keep their shape
         context["transfer_agreement"] = transfer.agreement_id or None

@@ -158,15 +158,7 @@ class Replayer:
         grant_id = context.get("grant")
         state = context.get("grant_state")
         if grant_id and isinstance(state, dict):  # recorded as the policy saw it: exact
-            grant = GrantState(
-                grant_id,
-                bool(state.get("approved")),
-                bool(state.get("expired")),
-                bool(state.get("revoked")),
-                str(state.get("purpose", "")),
-                frozenset(str(c) for c in state.get("categories", ())),
-                bool(state.get("covers_subject")),
-            )
+            grant = GrantState.from_record({**state, "id": grant_id})
         else:
             grant = (
                 GrantState(grant_id, True, False, False, purpose, frozenset(CATEGORIES), True)

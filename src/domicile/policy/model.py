@@ -114,6 +114,31 @@ class GrantState:
             self.covers_subject,
         )
 
+    def record(self) -> dict[str, Any]:
+        """The state as JSON, as policies see it and decision records keep it."""
+        return {
+            "id": self.id,
+            "approved": self.approved,
+            "expired": self.expired,
+            "revoked": self.revoked,
+            "purpose": self.purpose,
+            "categories": sorted(self.categories),
+            "covers_subject": self.covers_subject,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> GrantState:
+        """The state back from `record()` (for replaying a logged decision)."""
+        return cls(
+            id=str(record.get("id", "")),
+            approved=bool(record.get("approved")),
+            expired=bool(record.get("expired")),
+            revoked=bool(record.get("revoked")),
+            purpose=str(record.get("purpose", "")),
+            categories=frozenset(str(c) for c in record.get("categories", ())),
+            covers_subject=bool(record.get("covers_subject")),
+        )
+
 
 NO_GRANT = GrantState()
 """The grant state of a request no grant covers."""
@@ -228,15 +253,7 @@ def _masked_context(context: PolicyContext) -> JsonObject:
         "source_country": context.source_country,
         "source_jurisdiction": context.source_jurisdiction,
         "source_region": context.source_region,
-        "grant": {
-            "id": grant.id,
-            "approved": grant.approved,
-            "expired": grant.expired,
-            "revoked": grant.revoked,
-            "purpose": grant.purpose,
-            "categories": sorted(grant.categories),
-            "covers_subject": grant.covers_subject,
-        },
+        "grant": grant.record(),
         "break_glass": context.break_glass,
         "transfer_agreement": context.transfer_agreement,
         "transforms_applied": context.transforms_applied,
