@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from domicile import __version__
 from domicile.api import admin, grants, ledger, problems, subjects, transfers
 from domicile.api.limits import BodyLimit
+from domicile.console import web as console
 from domicile.runtime import Runtime, open_runtime
 from domicile.settings import Settings
 
@@ -40,6 +41,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(ledger.router)
     app.include_router(grants.router)
     app.include_router(transfers.router)
+    app.include_router(console.router)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""The oversight console: server-rendered pages for officers, the monitor and auditors."""
