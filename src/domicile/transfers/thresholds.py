@@ -13,8 +13,6 @@ the table can show how many people were sent, not who.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from domicile.errors import AccessDenied, ConfigError
+from domicile.pets.keyed import KeyedMac
 from domicile.storage.database import Database, Tx
 from domicile.storage.migrations import migrate
 from domicile.transfers.model import Agreement
@@ -174,8 +173,37 @@ def _level(after: int, limit: int, warn_fraction: float) -> str:
     return "warning" if after >= warn_fraction * limit else "ok"
 
 
+class _Blocked(Exception):
+    """Raised inside the counting transaction to roll it back (nothing is counted)."""
+
+
+@dataclass
+class _Counter:
+    """One counter while a transaction holds its lock: the running total and the tally."""
+
+    scope: str
+    data_class: str
+    limit: int
+    total: int  # subjects with last_at > expired_through (the stored running count)
+    expired_through: int
+    before: int = 0  # subjects in this check's window before it
+    fresh: int = 0  # subjects of this check not in the window before it
+
+
 class ThresholdCounter:
-    """Rolling counts of distinct subjects transferred, per scope and data class."""
+    """Rolling counts of distinct subjects transferred, per scope and data class.
+
+    Storage: one row per (scope, class, subject ref) with the second it was last sent
+    (`transfer_subjects`); per counter a running `total` of the refs last sent after
+    `expired_through`; and per counter and second the number of refs last sent in that
+    second (`transfer_buckets`). A check first expires the buckets that left the window
+    (subtracting them from the total, each bucket once), so the count before a transfer
+    is read from the counter row, not counted over the table: the work is proportional
+    to the subjects of the transfer and the buckets that expired, never to the table.
+    Per-second buckets keep the window exact to the second, as a plain COUNT over
+    `last_at` would be, and a bucket row exists only for a second in which some subject
+    was last sent, so there are never more bucket rows than subject rows.
+    """
 
     def __init__(self, db: Database, ref_key: bytes, config: ThresholdConfig) -> None:
         """Count in `db`; `ref_key` (32 bytes, from the home region) keys subject refs."""
@@ -183,13 +211,12 @@ class ThresholdCounter:
             raise ConfigError("the transfer counter key is shorter than 32 bytes")
         self.db = db
         self.config = config
-        self._ref_key = bytes(ref_key)
+        self._ref_mac = KeyedMac(bytes(ref_key), _REF_LABEL)
         migrate(db, "transfers", "domicile.transfers")
 
     def subject_ref(self, subject_id: str) -> str:
         """Return the keyed reference stored in place of a subject id."""
-        mac = hmac.digest(self._ref_key, _REF_LABEL + subject_id.encode(), hashlib.sha256)
-        return mac[:16].hex()
+        return self._ref_mac.digest(subject_id.encode())[:16].hex()
 
     def _scopes(
         self, country: str, fields: Mapping[str, str], agreement: Agreement | None
@@ -221,81 +248,160 @@ class ThresholdCounter:
         counted when any counter would block (the transfer must then not happen):
         call `verify_allowed()` on the result, and log its warnings.
         """
+        refs = sorted({self.subject_ref(s) for s in subject_ids})
+        chunks = [refs[i : i + _CHUNK] for i in range(0, len(refs), _CHUNK)]
+        return self.check_and_count_refs(
+            destination_country=destination_country, fields=fields, ref_chunks=chunks,
+            at=at, agreement=agreement,
+        )  # fmt: skip
+
+    def check_and_count_refs(
+        self,
+        *,
+        destination_country: str,
+        fields: Mapping[str, str],
+        ref_chunks: Iterable[Sequence[str]],
+        at: datetime | None = None,
+        agreement: Agreement | None = None,
+    ) -> ThresholdStatus:
+        """`check_and_count` for refs (`subject_ref`) that arrive in chunks: constant memory.
+
+        The chunks are read inside one write transaction, which is rolled back if a
+        counter would block. A ref may repeat across chunks (it counts once).
+        """
         moment = (at or datetime.now(UTC)).astimezone(UTC)
         scopes = self._scopes(destination_country, fields, agreement)
-        refs = sorted({self.subject_ref(s) for s in subject_ids})
-        if not scopes or not refs:
+        if not scopes:
             return ThresholdStatus(counters=(), counted=True, at=moment)
         now_s = int(moment.timestamp())
         cutoff = int((moment - self.config.window).timestamp())
-        with self.db.transaction() as tx:
-            self._lock(tx, scopes)
-            counters, fresh = self._measure(tx, scopes, refs, cutoff)
-            if any(c.level == "blocked" for c in counters):
-                return ThresholdStatus(counters=tuple(counters), counted=False, at=moment)
-            self._record(tx, scopes, refs, now_s)
-        new = max((len(f) for f in fresh), default=0)
-        return ThresholdStatus(counters=tuple(counters), counted=True, new_subjects=new, at=moment)
+        try:
+            with self.db.transaction() as tx:
+                counters = self._open(tx, scopes, cutoff)
+                seen_any = False
+                for chunk in ref_chunks:
+                    refs = sorted(set(chunk))
+                    seen_any = seen_any or bool(refs)
+                    for counter in counters:
+                        self._add(tx, counter, refs, now_s, cutoff)
+                statuses = self._statuses(counters)
+                if any(c.level == "blocked" for c in statuses):
+                    raise _Blocked
+                for counter in counters:
+                    tx.execute(
+                        "UPDATE transfer_counters SET total = ?, expired_through = ?"
+                        " WHERE scope = ? AND data_class = ?",
+                        (counter.total, counter.expired_through, counter.scope,
+                         counter.data_class),
+                    )  # fmt: skip
+        except _Blocked:
+            return ThresholdStatus(counters=tuple(statuses), counted=False, at=moment)
+        if not seen_any:
+            return ThresholdStatus(counters=(), counted=True, at=moment)
+        new = max((c.fresh for c in counters), default=0)
+        return ThresholdStatus(counters=tuple(statuses), counted=True, new_subjects=new, at=moment)
 
-    def _lock(self, tx: Tx, scopes: Sequence[tuple[str, str, int]]) -> None:
-        """Make sure each counter row exists, then lock them in sorted order."""
-        for scope, data_class, _ in scopes:
+    def _statuses(self, counters: Sequence[_Counter]) -> list[CounterStatus]:
+        out = []
+        for c in counters:
+            after = c.before + c.fresh
+            level = _level(after, c.limit, self.config.warn_fraction)
+            out.append(CounterStatus(c.scope, c.data_class, c.limit, c.before, after, level))
+        return out
+
+    def _open(self, tx: Tx, scopes: Sequence[tuple[str, str, int]], cutoff: int) -> list[_Counter]:
+        """Create, lock (sorted order) and read the counters, expiring what left the window."""
+        lock = " FOR UPDATE" if self.db.dialect == "postgres" else ""  # SQLite: BEGIN IMMEDIATE
+        counters = []
+        for scope, data_class, limit in scopes:
             tx.execute(
                 "INSERT INTO transfer_counters (scope, data_class) VALUES (?, ?)"
                 " ON CONFLICT (scope, data_class) DO NOTHING",
                 (scope, data_class),
             )
-        if self.db.dialect == "postgres":  # SQLite's BEGIN IMMEDIATE already serialises
-            for scope, data_class, _ in scopes:
-                tx.execute(
-                    "SELECT 1 FROM transfer_counters WHERE scope = ? AND data_class = ? FOR UPDATE",
-                    (scope, data_class),
+            row = tx.execute(
+                "SELECT total, expired_through FROM transfer_counters"
+                f" WHERE scope = ? AND data_class = ?{lock}",
+                (scope, data_class),
+            ).fetchone()
+            counter = _Counter(scope, data_class, limit, int(row[0]), int(row[1]))
+            self._expire(tx, counter, cutoff)
+            counter.before = counter.total
+            if cutoff < counter.expired_through:
+                # A moment older than an earlier check (clocks of two gateways): count
+                # the refs between its cutoff and what was expired, which still exist.
+                counter.before += int(
+                    tx.execute(
+                        "SELECT COUNT(*) FROM transfer_subjects WHERE scope = ?"
+                        " AND data_class = ? AND last_at > ? AND last_at <= ?",
+                        (scope, data_class, cutoff, counter.expired_through),
+                    ).fetchone()[0]
                 )
+            counters.append(counter)
+        return counters
 
-    def _measure(
-        self, tx: Tx, scopes: Sequence[tuple[str, str, int]], refs: Sequence[str], cutoff: int
-    ) -> tuple[list[CounterStatus], list[set[str]]]:
-        counters: list[CounterStatus] = []
-        fresh_per_scope: list[set[str]] = []
-        for scope, data_class, limit in scopes:
-            before = int(
-                tx.execute(
-                    "SELECT COUNT(*) FROM transfer_subjects"
-                    " WHERE scope = ? AND data_class = ? AND last_at > ?",
-                    (scope, data_class, cutoff),
-                ).fetchone()[0]
+    @staticmethod
+    def _expire(tx: Tx, counter: _Counter, cutoff: int) -> None:
+        """Subtract the buckets at or before `cutoff` from the total, once each."""
+        if cutoff <= counter.expired_through:
+            return
+        key = (counter.scope, counter.data_class, cutoff)
+        gone = tx.execute(
+            "SELECT COALESCE(SUM(subjects), 0) FROM transfer_buckets"
+            " WHERE scope = ? AND data_class = ? AND at_s <= ?",
+            key,
+        ).fetchone()[0]
+        if gone:
+            tx.execute(
+                "DELETE FROM transfer_buckets WHERE scope = ? AND data_class = ? AND at_s <= ?",
+                key,
             )
-            seen: set[str] = set()
-            for start in range(0, len(refs), _CHUNK):
-                chunk = refs[start : start + _CHUNK]
-                marks = ", ".join("?" * len(chunk))
-                rows = tx.execute(
-                    "SELECT subject_ref FROM transfer_subjects WHERE scope = ? AND data_class = ?"
-                    f" AND last_at > ? AND subject_ref IN ({marks})",
-                    (scope, data_class, cutoff, *chunk),
-                ).fetchall()
-                seen.update(str(r[0]) for r in rows)
-            fresh = set(refs) - seen
-            after = before + len(fresh)
-            level = _level(after, limit, self.config.warn_fraction)
-            counters.append(CounterStatus(scope, data_class, limit, before, after, level))
-            fresh_per_scope.append(fresh)
-        return counters, fresh_per_scope
+        counter.total -= int(gone)
+        counter.expired_through = cutoff
 
-    def _record(
-        self, tx: Tx, scopes: Sequence[tuple[str, str, int]], refs: Sequence[str], now_s: int
-    ) -> None:
-        rows = [(scope, data_class, ref, now_s) for scope, data_class, _ in scopes for ref in refs]
-        tx.executemany(
-            "INSERT INTO transfer_subjects (scope, data_class, subject_ref, last_at)"
-            " VALUES (?, ?, ?, ?) ON CONFLICT (scope, data_class, subject_ref)"
-            " DO UPDATE SET last_at = excluded.last_at"
-            " WHERE excluded.last_at > transfer_subjects.last_at",
-            rows,
-        )
+    @staticmethod
+    def _add(tx: Tx, counter: _Counter, refs: Sequence[str], now_s: int, cutoff: int) -> None:
+        """Tally and record one chunk of distinct refs for one counter."""
+        marks = ", ".join("?" * len(refs))
+        existing: dict[str, int] = {
+            str(r[0]): int(r[1])
+            for r in tx.execute(
+                "SELECT subject_ref, last_at FROM transfer_subjects WHERE scope = ?"
+                f" AND data_class = ? AND subject_ref IN ({marks})",
+                (counter.scope, counter.data_class, *refs),
+            ).fetchall()
+        }
+        live_after = counter.expired_through
+        moves: dict[int, int] = {}  # bucket second -> change in its subject count
+        rows: list[tuple[str, str, str, int]] = []
+        for ref in refs:
+            old = existing.get(ref)
+            if old is None or old <= cutoff:
+                counter.fresh += 1
+            new = now_s if old is None or now_s > old else old
+            if new == old:
+                continue
+            if old is not None and old > live_after:  # already in the total: move bucket
+                moves[old] = moves.get(old, 0) - 1
+                moves[new] = moves.get(new, 0) + 1
+            elif new > live_after:  # joins the total
+                counter.total += 1
+                moves[new] = moves.get(new, 0) + 1
+            rows.append((counter.scope, counter.data_class, ref, new))
+        if rows:
+            tx.executemany(
+                "INSERT INTO transfer_subjects (scope, data_class, subject_ref, last_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (scope, data_class, subject_ref)"
+                " DO UPDATE SET last_at = excluded.last_at",
+                rows,
+            )
+        _move_buckets(tx, counter, moves)
 
     def count(self, scope: str, data_class: str, at: datetime | None = None) -> int:
-        """Return distinct subjects counted for `scope` and `data_class` in the window."""
+        """Return distinct subjects counted for `scope` and `data_class` in the window.
+
+        A report (it counts over the table); transfers read the running total.
+        """
         moment = (at or datetime.now(UTC)).astimezone(UTC)
         cutoff = int((moment - self.config.window).timestamp())
         rows = self.db.query(
@@ -306,9 +412,45 @@ class ThresholdCounter:
         return int(rows[0][0])
 
     def prune(self, at: datetime | None = None) -> int:
-        """Delete refs last sent before the window; return how many went."""
+        """Delete refs last sent before the window; return how many went.
+
+        Every counter is expired up to the same cutoff first, so its running total
+        never includes a ref that is no longer stored.
+        """
         moment = (at or datetime.now(UTC)).astimezone(UTC)
         cutoff = int((moment - self.config.window).timestamp())
+        lock = " FOR UPDATE" if self.db.dialect == "postgres" else ""
         with self.db.transaction() as tx:
+            rows = tx.execute(
+                "SELECT scope, data_class, total, expired_through FROM transfer_counters"
+                f" ORDER BY scope, data_class{lock}"
+            ).fetchall()
+            for row in rows:
+                counter = _Counter(str(row[0]), str(row[1]), 0, int(row[2]), int(row[3]))
+                self._expire(tx, counter, cutoff)
+                tx.execute(
+                    "UPDATE transfer_counters SET total = ?, expired_through = ?"
+                    " WHERE scope = ? AND data_class = ?",
+                    (counter.total, counter.expired_through, counter.scope, counter.data_class),
+                )
             cursor = tx.execute("DELETE FROM transfer_subjects WHERE last_at <= ?", (cutoff,))
             return int(cursor.rowcount)
+
+
+def _move_buckets(tx: Tx, counter: _Counter, moves: Mapping[int, int]) -> None:
+    changed = [(counter.scope, counter.data_class, at_s, n) for at_s, n in moves.items() if n]
+    if not changed:
+        return
+    tx.executemany(
+        "INSERT INTO transfer_buckets (scope, data_class, at_s, subjects) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (scope, data_class, at_s)"
+        " DO UPDATE SET subjects = transfer_buckets.subjects + excluded.subjects",
+        changed,
+    )
+    emptied = [row[:3] for row in changed if row[3] < 0]
+    if emptied:
+        tx.executemany(
+            "DELETE FROM transfer_buckets WHERE scope = ? AND data_class = ? AND at_s = ?"
+            " AND subjects <= 0",
+            emptied,
+        )
