@@ -5,9 +5,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: install up test lint bench
+.PHONY: install up test lint bench chromium
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed chromium
+
+# The console's browser tests drive Debian's chromium (Playwright never downloads one).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
