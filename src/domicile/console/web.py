@@ -87,7 +87,7 @@ def _page(
         "principal": principal,
         "csrf": session.csrf,
         "nav": NAV,
-        "active": template.removesuffix(".html"),
+        "current": template.removesuffix(".html"),
         **values,
     }
 
@@ -112,7 +112,7 @@ def _guarded(
         status = status_for(exc)
         return _html(
             render(
-                "error.html", principal=principal, csrf=session.csrf, nav=NAV, active="",
+                "error.html", principal=principal, csrf=session.csrf, nav=NAV, current="",
                 status=status, title=_title(status), message=str(exc),
             ),
             status,
@@ -168,7 +168,7 @@ def root() -> Response:
 def _login_page(next_url: str, message: str = "", status: int = 200) -> Response:
     csrf = new_secret()
     response = _html(
-        render("login.html", csrf=csrf, next=next_url, message=message, nav=(), active=""),
+        render("login.html", csrf=csrf, next=next_url, message=message, nav=(), current=""),
         status,
     )
     response.set_cookie(
@@ -215,7 +215,7 @@ async def logout(request: Request) -> Response:
     session = console.sessions.get(request.cookies.get(SESSION_COOKIE))
     form = await _form(request)
     if session is not None and not is_same_secret(form.get("csrf"), session.csrf):
-        return _html(render("login.html", csrf="", next="", nav=(), active="",
+        return _html(render("login.html", csrf="", next="", nav=(), current="",
                             message="the form expired; log out again"), 403)  # fmt: skip
     console.sessions.close(request.cookies.get(SESSION_COOKIE))
     response = _redirect("/console/login")

@@ -64,7 +64,7 @@ def console_page(state: MonitorState, witness: Witness) -> str:
     (count,) = state.query("SELECT COUNT(*) FROM alerts")[0]
     verifier = witness.cosigner.verifier()
     return render(
-        "monitor.html", nav=(("monitor", "Monitor"),), active="monitor", principal=None,
+        "monitor.html", nav=(("monitor", "Monitor"),), current="monitor", principal=None,
         brand="Domicile monitor", logs=logs, alerts=alerts, alert_count=int(count),
         witness_name=verifier.name, witness_key=verifier.verifier_key,
     )  # fmt: skip
