@@ -39,6 +39,9 @@ def check_inclusion(
     except DomicileError as exc:
         return ProofCheck(index, 0, leaf.hex(), path, "", False, f"checkpoint: {exc}")
     root = checkpoint.root_hash.hex()
+    if checkpoint.origin != verifier.name:
+        problem = f"checkpoint of `{checkpoint.origin}` is not this log's"
+        return ProofCheck(index, checkpoint.size, leaf.hex(), path, root, False, problem)
     try:
         verify_inclusion(leaf, index, checkpoint.size, proof, checkpoint.root_hash)
     except DomicileError as exc:

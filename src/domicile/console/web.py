@@ -204,7 +204,7 @@ async def login(request: Request) -> Response:
     response.set_cookie(
         SESSION_COOKIE, session.id, httponly=True, samesite="strict", path="/console"
     )
-    response.delete_cookie(LOGIN_COOKIE, path="/console")
+    response.delete_cookie(LOGIN_COOKIE, path="/console", httponly=True, samesite="strict")
     return response
 
 
@@ -219,7 +219,7 @@ async def logout(request: Request) -> Response:
                             message="the form expired; log out again"), 403)  # fmt: skip
     console.sessions.close(request.cookies.get(SESSION_COOKIE))
     response = _redirect("/console/login")
-    response.delete_cookie(SESSION_COOKIE, path="/console")
+    response.delete_cookie(SESSION_COOKIE, path="/console", httponly=True, samesite="strict")
     return response
 
 
