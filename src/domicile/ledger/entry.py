@@ -18,6 +18,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from domicile.errors import LedgerError
 
 ENTRY_VERSION = 1
@@ -76,7 +78,51 @@ def encode_entry(kind: str, region: str, time: str, attributes: Mapping[str, Jso
     body: dict[str, Json] = {"v": ENTRY_VERSION, "kind": kind, "region": region, "time": time}
     body.update(attributes)
     _check(body, "entry")
+    return canonical_json(body)
+
+
+def canonical_json(body: Mapping[str, Json]) -> bytes:
+    """The canonical bytes of a JSON value (checked to hold only JSON types).
+
+    The canonical form is Python's `json.dumps(sort_keys=True, separators=(",", ":"),
+    ensure_ascii=True)`. orjson writes the same bytes, several times faster, whenever
+    its output is printable ASCII (it writes U+007F and non-ASCII characters raw, where
+    the canonical form escapes them) and every integer fits 64 bits; otherwise the
+    slow encoder writes it. A property test holds the two to the same bytes.
+    """
+    try:
+        fast = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        fast = b""
+    if fast and _printable_ascii(fast):
+        return fast
+    return _slow_canonical(body)
+
+
+def _slow_canonical(body: Any) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def _printable_ascii(data: bytes) -> bool:
+    # Valid JSON text holds no raw control characters, so ASCII without DEL is printable.
+    return data.isascii() and b"\x7f" not in data
+
+
+def _no_floats(value: Any) -> bool:
+    # orjson yields only dict (str keys), list, str, int, float, bool and None: a float
+    # is the one value the canonical form refuses. Iterative: this runs on every entry.
+    stack = [value]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is dict:
+            extend(item.values())
+        elif kind is list:
+            extend(item)
+        elif kind is float:
+            return False
+    return True
 
 
 def _refuse(text: str) -> None:
@@ -86,15 +132,35 @@ def _refuse(text: str) -> None:
 def decode_entry(data: bytes) -> dict[str, Json]:
     """Decode and check an entry; it must be in canonical form.
 
-    Floats and NaN/Infinity are refused while parsing; canonical form is then checked
-    by encoding the result again (monitors decode every entry: this stays cheap).
+    Monitors decode every entry, so the common case is fast: orjson parses it, and it
+    is canonical if it holds only JSON types (no floats) and orjson writes it back to
+    the same printable-ASCII bytes. Anything else takes the strict path: floats and
+    NaN/Infinity are refused while parsing, then the result is encoded again.
     """
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        body = None
+    if (
+        type(body) is dict
+        and _printable_ascii(data)
+        and _no_floats(body)
+        and orjson.dumps(body, option=orjson.OPT_SORT_KEYS) == data
+    ):
+        return _checked(body)
     try:
         body = json.loads(data.decode("ascii"), parse_float=_refuse, parse_constant=_refuse)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise LedgerError("entry is not ascii json") from exc
     if not isinstance(body, dict):
         raise LedgerError("entry is not a json object")
+    _checked(body)
+    if _slow_canonical(body) != data:
+        raise LedgerError("entry is not in canonical form")
+    return body
+
+
+def _checked(body: dict[str, Json]) -> dict[str, Json]:
     if body.get("v") != ENTRY_VERSION:
         raise LedgerError(f"entry version `{body.get('v')}` is not supported")
     for key in ("kind", "region", "time"):
@@ -102,7 +168,4 @@ def decode_entry(data: bytes) -> dict[str, Json]:
             raise LedgerError(f"entry has no `{key}`")
     if body["kind"] not in KINDS:
         raise LedgerError(f"entry kind `{body['kind']}` is not known")
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    if canonical.encode() != data:
-        raise LedgerError("entry is not in canonical form")
     return body

@@ -12,6 +12,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from domicile.errors import ConfigError
 from domicile.monitor.alerts import Alert
 from domicile.monitor.replay import Replayer
@@ -159,7 +161,7 @@ def _fact(origin: str, index: int, entry: dict[str, Any]) -> Fact:
         context.get("purpose"),
         entry.get("decision_id"),
         entry.get("subject_ref") or resource.get("subject_ref"),
-        json.dumps(detail, sort_keys=True) if detail else None,
+        orjson.dumps(detail, option=orjson.OPT_SORT_KEYS).decode() if detail else None,
     )
 
 

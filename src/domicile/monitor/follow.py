@@ -10,6 +10,10 @@ one. Only then are the entries analysed and the new state committed.
 
 from __future__ import annotations
 
+import itertools
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +26,12 @@ from domicile.ledger.tiles import TILE_WIDTH
 from domicile.monitor.alerts import Alert
 from domicile.monitor.client import LogClient
 from domicile.monitor.state import MonitorState, SeenCheckpoint, Verified
+
+CHUNK = 16 * TILE_WIDTH
+"""Entries analysed and stored per step: the monitor's memory stays flat whatever the log size."""
+
+PREFETCH = 8
+"""Entry bundles requested ahead of the one being re-hashed (from a small thread pool)."""
 
 
 @dataclass
@@ -119,25 +129,81 @@ class Follower:
 
     def fetch(self, start: CompactRange, size: int) -> Fetched | str:
         """Fetch entries [start.size, size), re-hash them; a string says what went wrong."""
-        frontier = start.copy()
         out = Fetched()
-        first_bundle = start.size // TILE_WIDTH
-        for bundle in range(first_bundle, (size + TILE_WIDTH - 1) // TILE_WIDTH):
-            base = bundle * TILE_WIDTH
-            width = min(TILE_WIDTH, size - base)
-            try:
-                raw = self.client.bundle(self.region, bundle, width)
-            except EntryNotFound:
-                return f"entry bundle {bundle} (width {width}) is missing"
-            except LedgerError as exc:
-                return f"entry bundle {bundle} cannot be read: {exc}"
-            skip = max(0, start.size - base)
-            fresh = raw[skip:]
-            frontier.extend([leaf_hash(data) for data in fresh], record=False)
-            for offset, data in enumerate(fresh):
-                try:
-                    out.entries.append((base + skip + offset, decode_entry(data)))
-                except LedgerError as exc:
-                    return f"entry {base + skip + offset} does not decode: {exc}"
-        out.frontier = frontier
+        stream = self.stream(start, size)
+        try:
+            for chunk in stream:
+                out.entries += chunk
+        except FetchProblem as exc:
+            return str(exc)
+        out.frontier = stream.frontier
         return out
+
+    def stream(self, start: CompactRange, size: int, chunk: int = CHUNK) -> EntryStream:
+        """Entries [start.size, size) in chunks of about `chunk`, re-hashed as they come."""
+        return EntryStream(self, start, size, chunk)
+
+
+class FetchProblem(LedgerError):
+    """The entries served cannot be read or decoded (the message says which)."""
+
+
+class EntryStream:
+    """Iterate decoded entries of a log range in chunks; `frontier` re-hashes them.
+
+    Bundles are fetched a few ahead on worker threads, so waiting on the gateway
+    overlaps with decoding and analysis. A missing or unreadable bundle, or an entry
+    that does not decode, raises :class:`FetchProblem`. After the last chunk,
+    `frontier` holds the compact range of the whole tree, to compare with the signed root.
+    """
+
+    def __init__(self, follower: Follower, start: CompactRange, size: int, chunk: int) -> None:
+        """Stream [start.size, size) of `follower`'s log."""
+        self.follower = follower
+        self.frontier = start.copy()
+        self.start = start.size
+        self.size = size
+        self.chunk = max(1, chunk)
+
+    def _bundle(self, bundle: int) -> list[bytes]:
+        width = min(TILE_WIDTH, self.size - bundle * TILE_WIDTH)
+        try:
+            return self.follower.client.bundle(self.follower.region, bundle, width)
+        except EntryNotFound:
+            raise FetchProblem(f"entry bundle {bundle} (width {width}) is missing") from None
+        except LedgerError as exc:
+            raise FetchProblem(f"entry bundle {bundle} cannot be read: {exc}") from None
+
+    def __iter__(self) -> Iterator[list[tuple[int, dict[str, Any]]]]:
+        """Yield lists of (index, entry), oldest first."""
+        bundles = range(self.start // TILE_WIDTH, (self.size + TILE_WIDTH - 1) // TILE_WIDTH)
+        out: list[tuple[int, dict[str, Any]]] = []
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="monitor-fetch") as pool:
+            ahead: deque[tuple[int, Future[list[bytes]]]] = deque()
+            todo = iter(bundles)
+            for bundle in itertools.islice(todo, PREFETCH):
+                ahead.append((bundle, pool.submit(self._bundle, bundle)))
+            while ahead:
+                bundle, future = ahead.popleft()
+                try:
+                    raw = future.result()
+                except FetchProblem:
+                    for _, other in ahead:
+                        other.cancel()
+                    raise
+                for nxt in itertools.islice(todo, 1):
+                    ahead.append((nxt, pool.submit(self._bundle, nxt)))
+                base = bundle * TILE_WIDTH
+                skip = max(0, self.start - base)
+                fresh = raw[skip:]
+                self.frontier.extend([leaf_hash(data) for data in fresh], record=False)
+                for offset, data in enumerate(fresh, base + skip):
+                    try:
+                        out.append((offset, decode_entry(data)))
+                    except LedgerError as exc:
+                        raise FetchProblem(f"entry {offset} does not decode: {exc}") from None
+                if len(out) >= self.chunk:
+                    yield out
+                    out = []
+        if out:
+            yield out

@@ -19,6 +19,7 @@ adapter builds its request (docs/monitor.md, "Replay", says what cannot be exact
 from __future__ import annotations
 
 import calendar
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -83,8 +84,14 @@ def engine_from_record(record: Mapping[str, Any]) -> PolicyEngine:
 
 def entry_seconds(stamp: str) -> int:
     """Seconds since the epoch of an RFC 3339 UTC entry time (fractions dropped)."""
+    return _seconds(stamp[:19])
+
+
+@functools.lru_cache(maxsize=4096)
+def _seconds(stamp: str) -> int:
+    # Entries of one second share the parse: strptime costs more than a replay hit.
     try:
-        return calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
+        return calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%S"))
     except ValueError:
         return 0
 
@@ -98,6 +105,7 @@ class Replayer:
         self.catalog = catalog
         self.engines: dict[str, PolicyEngine] = {}
         self._cache: dict[tuple[Any, ...], tuple[bool, frozenset[str]]] = {}
+        """Result by the decision-relevant values as logged (see `_key`)."""
 
     def add_version(self, record: Mapping[str, Any]) -> str:
         """Load a recorded policy version; return its hash."""
@@ -119,32 +127,26 @@ class Replayer:
         if engine is None:
             return Outcome(replayed=False, detail="policy version not recorded")
         try:
-            request, with_grant = self._request(entry)
-        except (DomicileError, KeyError, TypeError, ValueError) as exc:
+            key = _key(entry, engine.snapshot.uses_time)
+        except (KeyError, TypeError, AttributeError) as exc:
             return Outcome(replayed=False, detail=f"input cannot be replayed: {exc}")
-        allowed, fields = self._decide(engine, request)
-        return _compare(entry, allowed, fields, with_grant)
-
-    def _decide(self, engine: PolicyEngine, request: PolicyRequest) -> tuple[bool, frozenset[str]]:
-        snapshot = engine.snapshot
-        key = (
-            snapshot.policy_hash,
-            request.principal,
-            request.action,
-            request.home_region,
-            tuple(request.fields.items()),
-            request.context if snapshot.uses_time else request.context.key(with_time=False),
-        )
         known = self._cache.get(key)
         if known is None:
+            try:
+                request = self._request(entry)
+            except (DomicileError, KeyError, TypeError, ValueError) as exc:
+                return Outcome(replayed=False, detail=f"input cannot be replayed: {exc}")
             decision = engine.decide_fields(request)
             known = (decision.allowed, frozenset(decision.allowed_fields))
             if len(self._cache) > 200_000:
                 self._cache.clear()
             self._cache[key] = known
-        return known
+        context = entry["input"]["context"]
+        # Only a grant replayed from its id alone is approximate (older entries).
+        with_grant = bool(context.get("grant")) and not isinstance(context.get("grant_state"), dict)
+        return _compare(entry, known[0], known[1], with_grant)
 
-    def _request(self, entry: Mapping[str, Any]) -> tuple[PolicyRequest, bool]:
+    def _request(self, entry: Mapping[str, Any]) -> PolicyRequest:
         data = entry["input"]
         principal, resource, context = data["principal"], data["resource"], data["context"]
         country, jurisdiction, region = locate(self.topology, principal["country"])
@@ -169,7 +171,7 @@ class Replayer:
         fields = {name: self.catalog.field(name).category.value for name in sorted(names)}
         home = str(resource["region"])
         agreement = context.get("transfer_agreement") or ""
-        request = PolicyRequest(
+        return PolicyRequest(
             principal=PolicyPrincipal(
                 principal["id"],
                 principal["entity"],
@@ -194,8 +196,35 @@ class Replayer:
                 time=entry_seconds(str(entry.get("time", ""))),
             ),
         )
-        # Only a grant replayed from its id alone is approximate (older entries).
-        return request, bool(grant_id) and not isinstance(state, dict)
+
+
+def _key(entry: Mapping[str, Any], with_time: bool) -> tuple[Any, ...]:
+    """Every logged value the replayed decision depends on, as a hashable tuple.
+
+    It is what `_request` reads, taken as logged (before normalising): two entries
+    with the same key build the same request, so they get the same result.
+    """
+    data = entry["input"]
+    principal, resource, context = data["principal"], data["resource"], data["context"]
+    state = context.get("grant_state")
+    return (
+        entry["policy_hash"],
+        entry["action"],
+        principal["id"],
+        principal["entity"],
+        principal["country"],
+        tuple(principal["roles"]),
+        resource["region"],
+        tuple(resource["fields"]),
+        context.get("purpose"),
+        context.get("source_country"),
+        context.get("grant"),
+        tuple(sorted((k, repr(v)) for k, v in state.items())) if isinstance(state, dict) else state,
+        bool(context.get("break_glass")),
+        context.get("transfer_agreement"),
+        bool(context.get("transforms_applied")),
+        entry_seconds(str(entry.get("time", ""))) if with_time else None,
+    )
 
 
 def _compare(

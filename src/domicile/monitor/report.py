@@ -333,8 +333,9 @@ def build_report(
         indices: set[int] = set()
         rows = state.query(
             "SELECT idx, time, kind, result, action, principal, entity, purpose, subject_ref,"
-            " detail FROM facts WHERE origin = ? ORDER BY idx",
-            [origin],
+            " detail FROM facts WHERE origin = ?"
+            " AND idx < (SELECT size FROM logs WHERE origin = ?) ORDER BY idx",
+            [origin, origin],
         )
         for idx, time, *rest in rows:
             if not _in_period(time, start, end):

@@ -43,8 +43,8 @@ CREATE TABLE IF NOT EXISTS facts (
     result TEXT, action TEXT, principal TEXT, entity TEXT, purpose TEXT,
     decision_id TEXT, subject_ref TEXT, detail TEXT,
     PRIMARY KEY (origin, idx)
-);
-CREATE INDEX IF NOT EXISTS facts_time ON facts (time);
+) WITHOUT ROWID;
+DROP INDEX IF EXISTS facts_time;
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY, time TEXT NOT NULL, kind TEXT NOT NULL, origin TEXT NOT NULL,
     severity TEXT NOT NULL, message TEXT NOT NULL, idx INTEGER, evidence TEXT NOT NULL,
