@@ -21,17 +21,18 @@ import hmac
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from domicile.errors import AccessDenied, ConfigError, Conflict, IntegrityError, KeyDestroyed
 from domicile.keys.custodian import Authorization, UnwrapRecord
-from domicile.keys.envelope import new_data_key, open_sealed, seal
+from domicile.keys.envelope import NONCE_BYTES, new_data_key, open_sealed, seal
 from domicile.storage.database import SqliteDatabase
 from domicile.storage.group_commit import GroupCommit
 from domicile.storage.migrations import migrate
@@ -91,6 +92,26 @@ class LocalCustodian:
                 rows,
             )
         return keys
+
+    def import_data_keys(self, keys: Mapping[str, bytes], authorization: Authorization) -> None:
+        """Wrap and keep data keys made elsewhere for new subjects (a bulk load's workers,
+        which never see the KEK); Conflict if any of them already has a key."""
+        del authorization
+        kek = AESGCM(self._kek)
+        count = len(keys)
+        nonces, salts = os.urandom(NONCE_BYTES * count), os.urandom(16 * count)
+        rows = []
+        for i, (subject_id, key) in enumerate(keys.items()):
+            nonce = nonces[NONCE_BYTES * i : NONCE_BYTES * (i + 1)]
+            # The format of envelope.seal: version byte, nonce, ciphertext and tag.
+            wrapped = b"\x01" + nonce + kek.encrypt(nonce, key, self._aad(subject_id))
+            rows.append((subject_id, _KEK_ID, wrapped, salts[16 * i : 16 * (i + 1)]))
+        with self._db.transaction() as tx:
+            tx.executemany(
+                "INSERT INTO data_keys (subject_id, kek_id, wrapped, ref_salt, destroyed)"
+                " VALUES (?, ?, ?, ?, 0)",
+                rows,
+            )
 
     def unwrap_data_key(self, subject_id: str, authorization: Authorization) -> bytes:
         """Return a subject's data key against a recorded decision, recording the unwrap.
@@ -177,6 +198,20 @@ class LocalCustodian:
         with self._refs_lock:
             self._refs.pop(subject_id, None)
         # The old page may still sit in the write-ahead log: fold it in and truncate it.
+        self._db.checkpoint()
+
+    def destroy_data_keys(self, subject_ids: Sequence[str], authorization: Authorization) -> None:
+        """`destroy_data_key` for many subjects (one transaction, one WAL checkpoint)."""
+        del authorization
+        with self._db.transaction() as tx:
+            tx.executemany(
+                "UPDATE data_keys SET wrapped = zeroblob(0), ref_salt = zeroblob(0), destroyed = 1"
+                " WHERE subject_id = ?",
+                [(subject_id,) for subject_id in subject_ids],
+            )
+        with self._refs_lock:
+            for subject_id in subject_ids:
+                self._refs.pop(subject_id, None)
         self._db.checkpoint()
 
     def subject_ref(self, subject_id: str) -> str:

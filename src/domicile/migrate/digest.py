@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 from domicile.catalog.catalog import JsonValue
 from domicile.ledger.merkle import leaf_hash, root_from_leaves
 
-_DOMAIN = b"domicile-migrate-record/v1"
+DIGEST_DOMAIN = b"domicile-migrate-record/v1"
+"""The first part of every digested message."""
 
 
 def record_digest(
@@ -30,7 +31,7 @@ def record_digest(
 ) -> bytes:
     """The keyed digest of one moved record."""
     canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    parts = [_DOMAIN, source_id.encode(), key.encode(), region.encode(), subject_id.encode(),
+    parts = [DIGEST_DOMAIN, source_id.encode(), key.encode(), region.encode(), subject_id.encode(),
              canonical.encode("utf-8")]  # fmt: skip
     # Length-prefixed parts: no two records encode alike.
     message = b"".join(len(p).to_bytes(4, "big") + p for p in parts)

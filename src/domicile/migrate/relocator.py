@@ -1,33 +1,37 @@
 """The bulk relocation path: one page of legacy rows at a time, crash-safe at every step.
 
-For each page: classify → record intent (control db) → data keys (one custodian call
-per region) → sealed values (one vault transaction per region) → read back and compare
-→ activate (control db) → one `migration-batch` ledger entry per region → delete or
-tombstone at the source → done. `recover` finishes or undoes a page a crash left at any
-of these points; see `state.py` for the state machine.
+Pages come prepared (classified, validated, sealed, digested: `prepare.py`), from this
+process or a preparing process beside it (`feeder.py`). For each page the writer —
+this process, the only one that writes — records intent (control db), has each
+region's custodian wrap the batch's data keys under its KEK (one call per region),
+stores the sealed values (one vault transaction per region), reads them back and
+compares, activates (control db), appends one `migration-batch` ledger entry per
+region, deletes or tombstones the rows at the source, and marks the page done.
+`recover` finishes or undoes a page a crash left at any of these points; see
+`state.py` for the state machine.
 """
 
 from __future__ import annotations
 
-import hmac
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent import futures
 from dataclasses import dataclass, field
 
-from domicile.errors import IntegrityError
-from domicile.gateway.relocation import recover as recover_registrations
+from domicile.errors import ConfigError, IntegrityError, InvalidInput
 from domicile.gateway.request import Event
-from domicile.keys.custodian import Authorization
+from domicile.keys.custodian import Authorization, Custodian
 from domicile.ledger.entry import decode_entry
-from domicile.migrate.classify import Classifier, Placement, Quarantined
-from domicile.migrate.digest import batch_root, record_digest
-from domicile.migrate.source import LegacyRow, LegacySource
-from domicile.migrate.state import Batch, BatchRow, ProgressStore
+from domicile.migrate.feeder import prepared_pages
+from domicile.migrate.prepare import PreparedBatch, PreparedPage, PrepareSpec
+from domicile.migrate.source import LegacySource
+from domicile.migrate.state import Batch, ProgressStore
+from domicile.residency.topology import iso_country_codes
 from domicile.runtime import Runtime
-from domicile.vault.store import SealedRecord
 
 MIGRATION_BATCH = "migration-batch"
+_RECOVERY = Authorization("migration-recovery", "recover")
 
 
 @dataclass(frozen=True)
@@ -49,13 +53,6 @@ class RunReport:
     per_region: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class _Planned:
-    batch: Batch
-    rows: list[BatchRow]
-    values: list[Placement]
-
-
 class Relocator:
     """Moves one legacy source into the home vaults through the runtime's stores."""
 
@@ -69,6 +66,7 @@ class Relocator:
         operator: Operator = Operator(),
         page_size: int = 5000,
         max_rows_per_second: float | None = None,
+        preparing_process: bool = False,
     ) -> None:
         self.runtime = runtime
         self.gateway = runtime.gateway
@@ -78,8 +76,26 @@ class Relocator:
         self.operator = operator
         self.page_size = page_size
         self.max_rate = max_rows_per_second
-        self.classifier = Classifier(
-            source.mapping, runtime.topology, runtime.catalog, runtime.settings.max_field_bytes
+        self.preparing_process = preparing_process
+        self._released: set[str] = set()
+
+    def prepare_spec(self) -> PrepareSpec:
+        """What preparing pages needs, from the runtime: plain values, no keys but the
+        digest secret."""
+        routes: dict[str, str] = {}
+        for code in iso_country_codes():
+            try:
+                routes[code] = self.runtime.topology.home_region(code)
+            except InvalidInput:
+                continue
+        catalog = self.runtime.catalog
+        return PrepareSpec(
+            source_id=self.source.source_id,
+            secret=self.secret,
+            fields=tuple(self.source.mapping.columns.values()),
+            routes=routes,
+            specs=dict(catalog.fields),
+            max_field_bytes=self.runtime.settings.max_field_bytes,
         )
 
     # -- run -----------------------------------------------------------------------------
@@ -91,14 +107,20 @@ class Relocator:
         size = self.page_size
         if self.max_rate:
             size = max(1, min(size, int(self.max_rate)))
+        self._released = self.progress.quarantined_keys()
         started = time.monotonic()
-        for rows in self.source.pages(size):
-            self._move_page(page_no, rows, report)
-            page_no += 1
-            report.seen += len(rows)
-            if on_page is not None:
-                on_page(len(rows))
-            self._throttle(report.seen, started)
+        spec = self.prepare_spec()
+        with (
+            futures.ThreadPoolExecutor(4, thread_name_prefix="migrate-copy") as self._pool,
+            prepared_pages(self.source, spec, size, process=self.preparing_process) as pages,
+        ):
+            for page in pages:
+                self._move_page(page_no, page, report)
+                page_no += 1
+                report.seen += page.rows
+                if on_page is not None:
+                    on_page(page.rows)
+                self._throttle(report.seen, started)
         return report
 
     def _throttle(self, done: int, started: float) -> None:
@@ -108,70 +130,73 @@ class Relocator:
         if ahead > 0:
             time.sleep(ahead)
 
-    def _move_page(self, page_no: int, rows: Sequence[LegacyRow], report: RunReport) -> None:
-        classified = self.classifier.classify_all(rows)
-        quarantined = [c for c in classified if isinstance(c, Quarantined)]
-        planned = self._plan(page_no, [c for c in classified if isinstance(c, Placement)])
-        self.progress.begin_page(
-            [p.batch for p in planned],
-            [(p.batch.batch_id, r) for p in planned for r in p.rows],
-            quarantined,
-        )
-        report.quarantined += len(quarantined)
+    def _move_page(self, page_no: int, page: PreparedPage, report: RunReport) -> None:
+        planned = [
+            (Batch(uuid.uuid4().hex, page_no, b.region, "copying", len(b.keys), b.root), b)
+            for b in page.batches
+        ]
+        released = self._released_among(page.batches)
+        self.progress.begin_page(planned, page.quarantined, released)
+        report.quarantined += len(page.quarantined)
         if not planned:
             return
-        for item in planned:
-            self._copy(item)
-        self.progress.mark_moved(page_no, self._log_sizes([p.batch for p in planned]))
-        self._record([p.batch for p in planned])
-        self.source.remove([r.key for p in planned for r in p.rows])
-        self.progress.mark_removed(page_no)
-        for item in planned:
-            report.moved += item.batch.count
-            region = item.batch.region
-            report.per_region[region] = report.per_region.get(region, 0) + item.batch.count
+        self._copy_all(planned)
+        batches = [batch for batch, _ in planned]
+        self.progress.mark_moved(page_no, self._log_sizes(batches))
+        indices = self.gateway.record([self._event(b) for b in batches])
+        self.source.remove([key for b in page.batches for key in b.keys])
+        self.progress.mark_done(
+            page_no, {b.batch_id: i for b, i in zip(batches, indices, strict=True)}
+        )
+        for batch in batches:
+            report.moved += batch.count
+            report.per_region[batch.region] = report.per_region.get(batch.region, 0) + batch.count
 
-    def _plan(self, page_no: int, placements: Sequence[Placement]) -> list[_Planned]:
-        by_region: dict[str, list[Placement]] = {}
-        for placement in placements:
-            by_region.setdefault(placement.region, []).append(placement)
-        out: list[_Planned] = []
-        sid = self.source.source_id
-        for region in sorted(by_region):
-            items = by_region[region]
-            rows = []
-            for p in items:
-                subject_id = uuid.uuid4().hex
-                digest = record_digest(self.secret, sid, p.key, region, subject_id, p.values)
-                rows.append(BatchRow(p.key, subject_id, region, digest))
-            root = batch_root([r.digest for r in rows])
-            batch = Batch(uuid.uuid4().hex, page_no, region, "copying", len(rows), root)
-            out.append(_Planned(batch, rows, items))
+    def _released_among(self, batches: Sequence[PreparedBatch]) -> list[str]:
+        if not self._released:
+            return []
+        out = [key for b in batches for key in b.keys if key in self._released]
+        self._released.difference_update(out)
         return out
 
-    def _copy(self, item: _Planned) -> None:
-        """Keys, sealed values, then read back: the vault must hold exactly what was sealed."""
-        region = item.batch.region
-        store = self.gateway.regions[region]
-        ids = [r.subject_id for r in item.rows]
-        auth = Authorization(f"migration-{item.batch.batch_id}", "migrate")
-        keys = store.custodian.create_data_keys(ids, auth)
-        sealed = [
-            (r.subject_id, self.gateway.seal_values(region, r.subject_id, keys[r.subject_id],
-                                                    p.values))
-            for r, p in zip(item.rows, item.values, strict=True)
-        ]  # fmt: skip
-        store.vault.insert_many(sealed, self.runtime.catalog.version)
-        stored = store.vault.fetch_many(ids)
-        for subject_id, values in sealed:
-            copy = stored.get(subject_id)
-            if not isinstance(copy, SealedRecord) or not _same(copy.fields, values):
-                raise IntegrityError(f"copy of subject `{subject_id}` in `{region}` differs")
-        # Sealing is the gateway's own; opening one record per batch proves the keys fit.
-        first = sealed[0]
-        opened = self.gateway.open_values(region, first[0], keys[first[0]], first[1])
-        if opened != item.values[0].values:
-            raise IntegrityError(f"copy of subject `{first[0]}` in `{region}` does not open")
+    def _copy_all(self, planned: Sequence[tuple[Batch, PreparedBatch]]) -> None:
+        """Every region's keys and vault rows, side by side.
+
+        Each goes to a database of its own (a region's keyring, a region's vault), and
+        all of them are undone together if the page is still `copying` after a crash,
+        so neither their order nor their interleaving matters; SQLite works on each
+        without the GIL. The page becomes `moved` only after every one is verified.
+        """
+        pool = self._pool
+        jobs = [job for batch, prepared in planned for job in (
+                    pool.submit(self._keep_keys, batch, prepared),
+                    pool.submit(self._store, batch, prepared))]  # fmt: skip
+        futures.wait(jobs)
+        for job in jobs:
+            job.result()  # the first failure, once nothing is running any more
+
+    def _keep_keys(self, batch: Batch, prepared: PreparedBatch) -> None:
+        """The custodian wraps the batch's data keys under its KEK and keeps them."""
+        store = self.gateway.regions[batch.region]
+        keys = dict(zip(prepared.subject_ids, prepared.data_keys, strict=True))
+        _import_keys(store.custodian, keys, Authorization(f"migration-{batch.batch_id}", "migrate"))
+
+    def _store(self, batch: Batch, prepared: PreparedBatch) -> None:
+        """Sealed values in, then read back: the vault must hold exactly what was sealed."""
+        region = batch.region
+        vault = self.gateway.regions[region].vault
+        ids = prepared.subject_ids
+        vault.insert_rows(ids, prepared.sealed, self.runtime.catalog.version)
+        active, stored = vault.sealed_rows(ids)
+        if active != len(ids) or stored != prepared.sealed:
+            raise IntegrityError(f"copy of batch `{batch.batch_id}` in `{region}` differs")
+        # Sealing is the gateway's own; opening one record per batch proves it and the
+        # key fit together.
+        first = ids[0]
+        fields = {name: blob for sid, name, blob in stored[: len(prepared.sample)] if sid == first}
+        opened = self.gateway.open_values(region, first, prepared.data_keys[0], fields)
+        if opened != prepared.sample:
+            raise IntegrityError(f"copy of subject `{first}` in `{region}` does not open")
 
     def _log_sizes(self, batches: Sequence[Batch]) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -215,9 +240,13 @@ class Relocator:
         states = {b.state for b in batches}
         if "copying" in states:
             # Never made authoritative: the rows are still at the source and will be
-            # moved again under new subject ids. The gateway's own recovery discards
-            # the `registering` reservations, their keys and vault rows.
-            recover_registrations(self.gateway)
+            # moved again under new subject ids. Shred the keys and drop the vault rows
+            # (either may not exist yet), then the reservations and the intent.
+            for batch in batches:
+                ids = [r.subject_id for r in self.progress.rows(batch.batch_id)]
+                store = self.gateway.regions[batch.region]
+                _destroy_keys(store.custodian, ids)
+                store.vault.discard_many(ids)
             self.progress.discard_page(page_no)
             return
         moved = [b for b in batches if b.state == "moved"]
@@ -253,7 +282,19 @@ class Relocator:
         return found
 
 
-def _same(stored: dict[str, bytes], written: dict[str, bytes]) -> bool:
-    return stored.keys() == written.keys() and all(
-        hmac.compare_digest(stored[k], written[k]) for k in written
-    )
+def _import_keys(custodian: Custodian, keys: dict[str, bytes], auth: Authorization) -> None:
+    """Have the custodian wrap and keep keys the preparing side made (it never sees the KEK)."""
+    importer = getattr(custodian, "import_data_keys", None)
+    if importer is None:
+        raise ConfigError(f"the custodian of `{custodian.region}` cannot take migrated keys")
+    importer(keys, auth)
+
+
+def _destroy_keys(custodian: Custodian, subject_ids: list[str]) -> None:
+    """Shred the keys of a copy never made authoritative (idempotent)."""
+    destroy = getattr(custodian, "destroy_data_keys", None)
+    if destroy is not None:
+        destroy(subject_ids, _RECOVERY)
+        return
+    for subject_id in subject_ids:
+        custodian.destroy_data_key(subject_id, _RECOVERY)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,8 +33,15 @@ def run_migration(
     max_rate: float | None = None,
     operator: str = "domicile-migrate",
     on_rows: Callable[[int, float], None] | None = None,
+    preparing_process: bool | None = None,
 ) -> tuple[RunReport, Path]:
-    """Recover, move every live row, then sign and write the source's certificate."""
+    """Recover, move every live row, then sign and write the source's certificate.
+
+    Pages are prepared in a process of their own when `preparing_process` is true
+    (None: when this machine has more than one CPU).
+    """
+    if preparing_process is None:
+        preparing_process = (os.cpu_count() or 1) > 1
     secret = load_or_create_secret(migrate_dir(settings.data_dir) / f"{source.source_id}.secret")
     signer = certificate_signer(settings.data_dir, settings.log_origin)
     runtime = open_runtime(settings)
@@ -41,7 +49,8 @@ def run_migration(
         progress = ProgressStore(runtime.directory.db, source.source_id)
         progress.register(source.label)
         relocator = Relocator(runtime, source, progress, secret, operator=Operator(operator),
-                              page_size=batch_size, max_rows_per_second=max_rate)  # fmt: skip
+                              page_size=batch_size, max_rows_per_second=max_rate,
+                              preparing_process=preparing_process)  # fmt: skip
         started, done = time.monotonic(), 0
 
         def advance(rows: int) -> None:

@@ -58,6 +58,7 @@ class LegacySource:
         if isinstance(parsed, SqliteUrl) and not parsed.path.is_file():
             raise ConfigError(f"legacy source `{parsed.path}` does not exist")
         self.url: StorageUrl = parsed
+        self.url_text = url
         self.mapping = mapping
         self.label = f"{describe_url(parsed)}#{mapping.table}"
         self.source_id = hashlib.sha256(self.label.encode()).hexdigest()[:16]

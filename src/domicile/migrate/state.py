@@ -2,13 +2,15 @@
 
 The state machine of one page of legacy rows, per destination-region batch::
 
-    copying ──▶ moved ──▶ recorded ──▶ removed
-    (intent)    (vault     (ledger      (source row
-                verified)   entry)       deleted)
+    copying ──▶ moved ──▶ (recorded) ──▶ removed
+    (intent)    (vault     (ledger        (ledger entry and
+                verified)   entry)         source rows done)
 
 `copying` is written, with the directory's `registering` reservations, before any key
 or vault row exists; `moved` flips those reservations to `active` in the same
-transaction. A legacy key is the primary key of `migrate_rows`, so a row can never be
+transaction. A run goes from `moved` to `removed` in one step once the ledger entry
+is durable and the source rows are gone; `recorded` is left only by recovery (and by
+runs of earlier versions). A legacy key is the primary key of `migrate_rows`, so a row can never be
 moved twice. Nothing here holds personal data: legacy keys, subject ids, regions,
 keyed digests and counts.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from domicile.migrate.classify import Quarantined
 from domicile.storage.database import Database, Tx
@@ -47,6 +49,22 @@ class Batch:
     root: bytes
     log_size: int | None = None
     ledger_index: int | None = None
+
+
+class BatchColumns(Protocol):
+    """The rows of one batch as columns, in the order their digests enter the root."""
+
+    @property
+    def keys(self) -> Sequence[str]:
+        """Legacy keys."""
+
+    @property
+    def subject_ids(self) -> Sequence[str]:
+        """New subject ids."""
+
+    @property
+    def digests(self) -> Sequence[bytes]:
+        """Keyed record digests."""
 
 
 def _now() -> str:
@@ -91,11 +109,15 @@ class ProgressStore:
 
     def begin_page(
         self,
-        batches: Sequence[Batch],
-        rows: Sequence[tuple[str, BatchRow]],
+        batches: Sequence[tuple[Batch, BatchColumns]],
         quarantined: Sequence[Quarantined],
+        released: Sequence[str] = (),
     ) -> None:
-        """Record intent in one transaction: batches, row → subject map, reservations."""
+        """Record intent in one transaction: batches, row → subject map, reservations.
+
+        `released` are keys of this page that an earlier run quarantined and that are
+        valid now (fixed at the source): they leave the quarantine.
+        """
         now, sid = _now(), self.source_id
         with self.db.transaction() as tx:
             self._quarantine(tx, quarantined, now)
@@ -104,25 +126,35 @@ class ProgressStore:
             tx.executemany(
                 "INSERT INTO migrate_batches (source_id, batch_id, page, region, state,"
                 " row_count, root, created_at) VALUES (?, ?, ?, ?, 'copying', ?, ?, ?)",
-                [(sid, b.batch_id, b.page, b.region, b.count, b.root, now) for b in batches],
+                [(sid, b.batch_id, b.page, b.region, b.count, b.root, now) for b, _ in batches],
             )
-            tx.executemany(
-                "INSERT INTO migrate_rows (source_id, legacy_key, batch_id, seq, subject_id,"
-                " region, digest) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(sid, r.key, batch_id, seq, r.subject_id, r.region, r.digest)
-                 for seq, (batch_id, r) in enumerate(rows)],
-            )  # fmt: skip
-            # A row fixed at the source since it was quarantined leaves the quarantine.
+            seq = 0
+            for batch, rows in batches:
+                bid, region = batch.batch_id, batch.region
+                tx.executemany(
+                    "INSERT INTO migrate_rows (source_id, legacy_key, batch_id, seq, subject_id,"
+                    " region, digest) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(sid, key, bid, seq + i, subject_id, region, digest)
+                     for i, (key, subject_id, digest)
+                     in enumerate(zip(rows.keys, rows.subject_ids, rows.digests, strict=True))],
+                )  # fmt: skip
+                seq += len(rows.keys)
+                # The directory's own two-phase marker, in the same transaction as the intent.
+                tx.executemany(
+                    "INSERT INTO subject_directory (id, home_region, state, moving_to,"
+                    " moved_from, created_at, updated_at)"
+                    " VALUES (?, ?, 'registering', NULL, NULL, ?, ?)",
+                    [(subject_id, region, now, now) for subject_id in rows.subject_ids],
+                )
             tx.executemany(
                 "DELETE FROM migrate_quarantine WHERE source_id = ? AND legacy_key = ?",
-                [(sid, r.key) for _, r in rows],
+                [(sid, key) for key in released],
             )
-            # The directory's own two-phase marker, in the same transaction as the intent.
-            tx.executemany(
-                "INSERT INTO subject_directory (id, home_region, state, moving_to, moved_from,"
-                " created_at, updated_at) VALUES (?, ?, 'registering', NULL, NULL, ?, ?)",
-                [(r.subject_id, r.region, now, now) for _, r in rows],
-            )
+
+    def quarantined_keys(self) -> set[str]:
+        """Keys quarantined so far (a run reads each live row once, so only these can
+        come back valid during it)."""
+        return {key for key, _ in self.quarantine()}
 
     def _quarantine(self, tx: Tx, quarantined: Sequence[Quarantined], now: str) -> None:
         tx.executemany(
@@ -156,6 +188,17 @@ class ProgressStore:
                 "UPDATE migrate_batches SET state = 'recorded', ledger_index = ?"
                 " WHERE source_id = ? AND batch_id = ? AND state = 'moved'",
                 [(index, self.source_id, bid) for bid, index in indices.items()],
+            )
+
+    def mark_done(self, page: int, indices: dict[str, int]) -> None:
+        """The page's entries are durable at `indices[batch_id]` and its source rows are
+        gone: `recorded` and `removed` in one step (a crash before it leaves `moved`,
+        whose recovery finds the entries in the ledger)."""
+        with self.db.transaction() as tx:
+            tx.executemany(
+                "UPDATE migrate_batches SET state = 'removed', ledger_index = ?"
+                " WHERE source_id = ? AND page = ? AND batch_id = ? AND state = 'moved'",
+                [(index, self.source_id, page, bid) for bid, index in indices.items()],
             )
 
     def mark_removed(self, page: int) -> None:

@@ -88,6 +88,58 @@ class Vault:
                 ],
             )
 
+    def insert_rows(
+        self,
+        subject_ids: Sequence[str],
+        rows: Sequence[tuple[str, str, bytes]],
+        catalog_version: str,
+    ) -> None:
+        """Store new subjects from ready (subject id, field, sealed) rows in one transaction.
+
+        `insert_many` for bulk loads that already hold their rows in this shape (no
+        per-subject mapping to build): the same checks, all or none.
+        """
+        now = _now()
+        with self.db.transaction() as tx:
+            for start in range(0, len(subject_ids), 400):
+                chunk = subject_ids[start : start + 400]
+                tx.execute(
+                    "DELETE FROM subjects WHERE state = 'relocated' AND id IN"
+                    f" ({', '.join('?' for _ in chunk)})",
+                    tuple(chunk),
+                )
+            tx.executemany(
+                "INSERT INTO subjects (id, state, version, catalog_version, created_at, updated_at)"
+                " VALUES (?, 'active', 1, ?, ?, ?)",
+                [(subject_id, catalog_version, now, now) for subject_id in subject_ids],
+            )
+            tx.executemany("INSERT INTO fields (subject_id, name, sealed) VALUES (?, ?, ?)", rows)
+
+    def sealed_rows(self, subject_ids: Sequence[str]) -> tuple[int, list[tuple[str, str, bytes]]]:
+        """(active subjects among `subject_ids`, their (subject id, field, sealed) rows
+        ordered by subject id then field name in byte order), a few hundred ids per statement."""
+        ids = sorted(set(subject_ids))
+        collate = ' COLLATE "C"' if self.db.dialect == "postgres" else ""
+        active = 0
+        out: list[tuple[str, str, bytes]] = []
+        for start in range(0, len(ids), 400):
+            chunk = tuple(ids[start : start + 400])
+            marks = ", ".join("?" for _ in chunk)
+            counted = self.db.query(
+                f"SELECT COUNT(*) FROM subjects WHERE state = 'active' AND id IN ({marks})", chunk
+            )
+            active += int(counted[0][0])
+            rows = self.db.query(
+                f"SELECT subject_id, name, sealed FROM fields WHERE subject_id IN ({marks})"
+                f" ORDER BY subject_id{collate}, name{collate}",
+                chunk,
+            )
+            if self.db.dialect == "sqlite":
+                out += rows
+            else:
+                out += [(str(r[0]), str(r[1]), bytes(r[2])) for r in rows]
+        return active, out
+
     def fetch(self, subject_id: str, names: Collection[str] | None = None) -> SealedRecord:
         """Return a subject's record with the sealed values of `names` (all when None).
 
@@ -209,6 +261,15 @@ class Vault:
         with self.db.transaction() as tx:
             tx.execute("DELETE FROM fields WHERE subject_id = ?", (subject_id,))
             tx.execute("DELETE FROM subjects WHERE id = ?", (subject_id,))
+
+    def discard_many(self, subject_ids: Sequence[str]) -> None:
+        """`discard` for many subjects of a failed bulk copy, in one transaction."""
+        with self.db.transaction() as tx:
+            for start in range(0, len(subject_ids), 400):
+                chunk = tuple(subject_ids[start : start + 400])
+                marks = ", ".join("?" for _ in chunk)
+                tx.execute(f"DELETE FROM fields WHERE subject_id IN ({marks})", chunk)
+                tx.execute(f"DELETE FROM subjects WHERE id IN ({marks})", chunk)
 
     def state(self, subject_id: str) -> SubjectState | None:
         """Return a subject's state here, or None if this vault never held it."""

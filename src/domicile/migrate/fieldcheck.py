@@ -1,0 +1,94 @@
+"""Catalog validation of one field's values, returning the bytes to seal as well.
+
+`field_check(spec, limit)` gives a function that maps a raw legacy value to the pair
+(`Catalog.validate`'s normalised value, `Catalog.encode`'s canonical JSON bytes) or
+raises what `Catalog.validate` raises. It runs the catalog's own validator of the
+field's type, with the catalog's size rules; only two shortcuts are taken, each for
+inputs whose result is plain: printable ASCII strings of a `string` field (NFC and the
+control-character rules cannot change or refuse them) and dotted-quad IPv4 addresses
+already in canonical form. Canonical JSON of a printable ASCII string without `"` or
+`\\` is the string in quotes; anything else goes through `json.dumps` as in the catalog.
+tests/unit/migrate/test_fieldcheck.py holds the two to the same answers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+
+from domicile.catalog.catalog import FieldSpec, JsonValue
+from domicile.catalog.validators import FIELD_TYPES, MAX_INTEGER
+from domicile.errors import InvalidFieldValue, PayloadTooLarge
+
+FieldCheck = Callable[[object], tuple[JsonValue, bytes]]
+"""raw value → (normalised value, canonical JSON bytes); raises InvalidInput."""
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
+def encode_value(value: JsonValue) -> bytes | None:
+    """`Catalog.encode`'s canonical JSON of a normalised value, or None if it is not JSON."""
+    if type(value) is str and value.isascii() and value.isprintable():
+        if '"' not in value and "\\" not in value:
+            return b'"' + value.encode("ascii") + b'"'
+    elif type(value) is int:
+        return str(value).encode("ascii")
+    try:
+        text = json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return text.encode("utf-8")
+
+
+def field_check(spec: FieldSpec, max_field_bytes: int | None) -> FieldCheck:
+    """The check of one catalog field (see the module docstring)."""
+    limit = spec.max_bytes if max_field_bytes is None else min(spec.max_bytes, max_field_bytes)
+    too_large = f"field `{spec.name}` is over its size limit of {limit} bytes"
+    name = spec.name
+    validate = FIELD_TYPES[spec.type].validate
+
+    def checked(raw: object) -> tuple[JsonValue, bytes]:
+        # The catalog's order: the raw length, the type's validator, the encoded length.
+        if isinstance(raw, str) and len(raw) > limit:
+            raise PayloadTooLarge(too_large)
+        value = validate(name, raw)
+        encoded = encode_value(value)
+        if encoded is None:
+            raise InvalidFieldValue(f"field `{name}` has a value that is not JSON")
+        if len(encoded) > limit:
+            raise PayloadTooLarge(too_large)
+        return value, encoded
+
+    if spec.type == "string":
+
+        def string(raw: object) -> tuple[JsonValue, bytes]:
+            if type(raw) is str and raw.isascii() and raw.isprintable() and len(raw) <= limit:
+                text = raw.strip()
+                if text and '"' not in text and "\\" not in text and len(text) + 2 <= limit:
+                    return text, b'"' + text.encode("ascii") + b'"'
+            return checked(raw)
+
+        return string
+    if spec.type == "integer":
+
+        def integer(raw: object) -> tuple[JsonValue, bytes]:
+            if type(raw) is int and 0 <= raw <= MAX_INTEGER:
+                encoded = str(raw).encode("ascii")
+                if len(encoded) <= limit:
+                    return raw, encoded
+            return checked(raw)
+
+        return integer
+    if spec.type == "ip_address":
+
+        def ip_address(raw: object) -> tuple[JsonValue, bytes]:
+            if type(raw) is str and len(raw) + 2 <= limit and _IPV4.fullmatch(raw):
+                return raw, b'"' + raw.encode("ascii") + b'"'
+            return checked(raw)
+
+        return ip_address
+    return checked
