@@ -39,7 +39,7 @@ import uvicorn
 from benchlib import clean_domicile_env, fmt, free_port, log, machine_info, median, table, workdir
 from domicile.api.app import create_app
 from domicile.console import views
-from domicile.console.index import Filters
+from domicile.console.index import DecisionIndex, Filters
 from domicile.console.render import flow_diagram, region_diagram, render
 from domicile.demo import demo_people
 from domicile.ledger.entry import encode_entry
@@ -172,9 +172,10 @@ def server_side(console: views.Console, rounds: int) -> dict[str, float]:
 
     def access(filters: Filters, before: int | None = None) -> Callable[[], str]:
         def run() -> str:
-            rows, nxt = views.access(console, REGION, filters, before)
+            rows, nxt, notice = views.access(console, REGION, filters, before)
             return render("access.html", regions=[REGION], region=REGION, filters=filters,
-                          rows=rows, next=nxt, error="", size=size, **page)  # fmt: skip
+                          rows=rows, next=nxt, error="", size=size, notice=notice,
+                          **page)  # fmt: skip
 
         return run
 
@@ -258,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             built = build(runtime, args.subjects, args.entries)
             console = views.Console(runtime)
             t0 = time.perf_counter()
-            console.index(REGION)
+            DecisionIndex(runtime.logs[REGION], runtime.catalog).catch_up()  # the first build
             index_s = time.perf_counter() - t0
             for region in runtime.topology.regions:
                 console.index(region)

@@ -34,6 +34,7 @@ from domicile.vault.store import SubjectState
 PAGE = 50
 FLOW_COLUMNS = ("origin", "destination", "result", "category", "purpose", "count")
 COMPLIANCE_SECONDS = 30.0  # a residency check walks every id: done at most this often
+INLINE = 50_000  # entries a request indexes itself; a longer backlog is built in the background
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Console:
     _indexes: dict[str, DecisionIndex] = field(default_factory=dict)
     _residency: Residency | None = None
     _residency_at: float = 0.0
+    _building: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def log(self, region: str) -> RegionLog:
@@ -83,14 +85,42 @@ class Console:
         return self.runtime.logs[region]
 
     def index(self, region: str) -> DecisionIndex:
-        """The decision index of a region, caught up with its log."""
+        """The decision index of a region, caught up with its log.
+
+        A request indexes what was appended since the last one. A backlog longer than
+        INLINE (a big log seen for the first time) is built by a background thread
+        instead, and pages say how far the index reaches until it is done.
+        """
         log = self.log(region)
         with self._lock:
             index = self._indexes.get(region)
             if index is None:
                 index = self._indexes[region] = DecisionIndex(log, self.runtime.catalog)
+            if region in self._building:
+                return index
+            if log.size - index.indexed() > INLINE:
+                self._building.add(region)
+                threading.Thread(
+                    target=self._build, args=(region, index), name=f"console-index-{region}",
+                    daemon=True,
+                ).start()  # fmt: skip
+                return index
         index.catch_up()
         return index
+
+    def _build(self, region: str, index: DecisionIndex) -> None:
+        try:
+            index.catch_up()
+        except DomicileError:
+            pass  # the next request starts again from the stored high-water mark
+        finally:
+            with self._lock:
+                self._building.discard(region)
+
+    def is_building(self, region: str) -> bool:
+        """True while a background thread builds the region's index."""
+        with self._lock:
+            return region in self._building
 
     def residency(self, *, fresh: bool = False) -> Residency:
         """The residency check, recomputed when older than COMPLIANCE_SECONDS."""
@@ -209,8 +239,12 @@ def flows(console: Console, first: date, last: date) -> dict[str, Any]:
     start, end = first.isoformat(), (last + timedelta(days=1)).isoformat()
     bands: dict[tuple[str, str, str], int] = {}
     table: dict[tuple[str, str, str, str, str], int] = {}
+    partial = []
     for region in console.runtime.topology.regions:
-        for destination, result, categories, purpose, n in console.index(region).flows(start, end):
+        index = console.index(region)
+        if console.is_building(region):
+            partial.append(coverage(console, region, index))
+        for destination, result, categories, purpose, n in index.flows(start, end):
             key = (region, destination, result)
             bands[key] = bands.get(key, 0) + n
             for category in [c for c in categories.split(",") if c] or ["none"]:
@@ -219,6 +253,7 @@ def flows(console: Console, first: date, last: date) -> dict[str, Any]:
     return {
         "flows": [Flow(o, d, r, n) for (o, d, r), n in sorted(bands.items())],
         "rows": [dict(zip(FLOW_COLUMNS, (*k, n), strict=True)) for k, n in sorted(table.items())],
+        "partial": partial,
         "allowed": sum(n for (_, _, r), n in bands.items() if r == "allow"),
         "denied": sum(n for (_, _, r), n in bands.items() if r != "allow"),
     }
@@ -227,19 +262,30 @@ def flows(console: Console, first: date, last: date) -> dict[str, Any]:
 # -- access -----------------------------------------------------------------------------
 
 
+def coverage(console: Console, region: str, index: DecisionIndex) -> str:
+    """What a page says while the region's index is still being built."""
+    return (
+        f"the search index of {region} covers {index.indexed():,} of"
+        f" {console.log(region).size:,} entries so far (it is being built; reload to see more)"
+    )
+
+
 def access(
     console: Console, region: str, filters: Filters, before: int | None
-) -> tuple[list[DecisionRow], int | None]:
-    """A page of decisions, newest first, and the `before` of the next page.
+) -> tuple[list[DecisionRow], int | None, str]:
+    """A page of decisions, newest first, the `before` of the next page, and a notice
+    when the search index does not reach the end of the log yet.
 
     Without filters the page is read from the log's newest bundles; with filters from
     the decision index (caught up first with whatever was appended since).
     """
     log = console.log(region)
     if filters.is_empty():
-        return newest_decisions(log, console.runtime.catalog, before, PAGE)
-    rows = console.index(region).search(filters, before, PAGE)
-    return rows, rows[-1].index if len(rows) == PAGE else None
+        return (*newest_decisions(log, console.runtime.catalog, before, PAGE), "")
+    index = console.index(region)
+    notice = coverage(console, region, index) if console.is_building(region) else ""
+    rows = index.search(filters, before, PAGE)
+    return rows, rows[-1].index if len(rows) == PAGE else None, notice
 
 
 def proof(console: Console, region: str, index: int) -> dict[str, Any]:

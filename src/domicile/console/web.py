@@ -252,7 +252,7 @@ def flows(
         except InvalidInput as exc:
             return _page(request, "flows.html", principal, session, status=400, error=str(exc),
                          start=start or "", end=end or "", flows=[], rows=[], allowed=0,
-                         denied=0, diagram=flow_diagram([]))  # fmt: skip
+                         denied=0, partial=[], diagram=flow_diagram([]))  # fmt: skip
         data = views.flows(console, first, last)
         return _page(request, "flows.html", principal, session, error="",
                      start=first.isoformat(), end=last.isoformat(),
@@ -280,17 +280,19 @@ def access(
         filters = Filters(principal_id.strip(), purpose.strip(), category.strip(),
                           result.strip(), policy.strip())  # fmt: skip
         values = {"regions": regions, "region": chosen, "filters": filters, "rows": [],
-                  "next": None, "error": "", "size": 0}  # fmt: skip
+                  "next": None, "error": "", "size": 0, "notice": ""}  # fmt: skip
         try:
             if result.strip() not in ("", "allow", "deny"):
                 raise InvalidInput("decision must be `allow` or `deny`")
             if before and not before.isdigit():
                 raise InvalidInput("`before` must be an entry index")
-            rows, nxt = views.access(console, chosen, filters, int(before) if before else None)
+            rows, nxt, notice = views.access(
+                console, chosen, filters, int(before) if before else None
+            )
         except InvalidInput as exc:  # the form keeps what was typed
             return _page(request, "access.html", principal, session, status=400,
                          **{**values, "error": str(exc)})  # fmt: skip
-        values.update(rows=rows, next=nxt, size=console.log(chosen).size)
+        values.update(rows=rows, next=nxt, size=console.log(chosen).size, notice=notice)
         return _page(request, "access.html", principal, session, **values)
 
     return _guarded(request, build)
