@@ -9,6 +9,7 @@ own, which never hold personal data.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -34,6 +35,7 @@ from domicile.principals.store import Principal
 from domicile.runtime import Runtime
 
 router = APIRouter(prefix="/console", include_in_schema=False)
+log = logging.getLogger("domicile.console")
 
 MAX_FORM = 8192
 HEADERS = {
@@ -110,6 +112,8 @@ def _guarded(
         page = build(console, principal, session)
     except DomicileError as exc:
         status = status_for(exc)
+        if status >= 500:  # the message is ours and carries no personal data
+            log.error("%s on console %s: %s", exc.code, request.url.path, exc)
         return _html(
             render(
                 "error.html", principal=principal, csrf=session.csrf, nav=NAV, current="",
@@ -119,7 +123,8 @@ def _guarded(
         )  # fmt: skip
     if isinstance(page, Response):
         return page
-    return _html(render(page.pop("template"), **page), int(page.pop("status", 200)))
+    status = int(page.pop("status", 200))
+    return _html(render(page.pop("template"), **page), status)
 
 
 def _title(status: int) -> str:
