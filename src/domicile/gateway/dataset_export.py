@@ -1,18 +1,22 @@
 """Dataset exports: a region's subjects sent to a destination under a transfer agreement.
 
-One export is one `transfer` decision (recorded before any key is unwrapped). The
-records are then read a page at a time, opened, transformed under the agreement and
-written as NDJSON to a spool file while a `KAnonymityChecker` counts the equivalence
-classes of the quasi-identifiers and SHA-256 runs over the bytes. Memory stays flat:
-a page of records, the classes, and the subject ids for the threshold count.
+One export is one `transfer` decision, recorded in the ledger before any key is
+unwrapped. The records are then read a page at a time (one vault statement per page),
+their keys unwrapped in one custodian call per page (each unwrap recorded against the
+decision), opened, transformed under the agreement and written as NDJSON to a spool
+file, while a `KAnonymityChecker` counts the equivalence classes of the
+quasi-identifiers, SHA-256 runs over the bytes, and the threshold counter's keyed ref
+of each subject goes to a second spool file (32 bytes a subject). Memory stays flat: a
+page of records and the classes, whatever the number of subjects.
 
 Nothing is released until the whole spool is k-anonymous and the bulk thresholds
-allow it; then a `transfer` entry records counts, fields, k and the digest of exactly
-the bytes that will be sent, and only then is the spool streamed out.
+allow it (counted from the ref spool in chunks, inside one transaction that is rolled
+back on a block); then a `transfer` entry records counts, fields, k and the digest of
+exactly the bytes that will be sent, and only then is the spool streamed out.
 
-Each line is ``{"subject": <pseudonym of the subject id in the agreement's domain>,
-"fields": {...}}``: stable within one agreement (so the recipient can join exports),
-unlinkable across agreements, and never the subject id.
+Each line is ``{"fields": {...}, "subject": <pseudonym of the subject id in the
+agreement's domain>}``: stable within one agreement (so the recipient can join
+exports), unlinkable across agreements, and never the subject id.
 """
 
 from __future__ import annotations
@@ -21,26 +25,36 @@ import contextlib
 import hashlib
 import json
 import os
+import queue
 import tempfile
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO
+
+import orjson
 
 from domicile.catalog.catalog import JsonValue
 from domicile.errors import AccessDenied, InvalidInput, KeyDestroyed
 from domicile.gateway.pipeline import Gateway, Recorded, is_subject_id
 from domicile.gateway.request import AccessRequest, Action, Event
 from domicile.gateway.transfer import TransferDesk, terms_of
+from domicile.gateway.transform import Outbound
+from domicile.keys.envelope import open_fields
 from domicile.pets.kanon import KAnonymityChecker, KAnonymityReport, verify_k_anonymous
-from domicile.pets.keyed import pseudonymise
+from domicile.pets.keyed import Pseudonymiser, canonical_value
+from domicile.pets.transform import CanonicalTransform
 from domicile.principals.store import Principal
 from domicile.transfers.model import Agreement
+from domicile.transfers.thresholds import ThresholdCounter, ThresholdStatus
 from domicile.vault.store import SealedRecord
 
 __all__ = ["ExportSpec", "PreparedExport", "prepare_export"]
 
-_CHUNK = 1 << 16
+_CHUNK = 1 << 20  # bytes per read of the spool while streaming
+_REF_BYTES = 32  # a threshold ref (`ThresholdCounter.subject_ref`): 32 hex digits
+_REFS_PER_COUNT = 5000  # refs per chunk when the thresholds count an export
 
 
 @dataclass(frozen=True)
@@ -119,16 +133,16 @@ def _quasi_identifiers(desk: TransferDesk, fields: dict[str, str], spec: ExportS
     ]
 
 
-def _subject_pages(gateway: Gateway, spec: ExportSpec, page: int) -> Iterator[list[str]]:
+def _record_pages(
+    gateway: Gateway, spec: ExportSpec, names: frozenset[str], page: int
+) -> Iterator[list[SealedRecord]]:
+    """The region's active subjects (or the listed ones homed there), a page at a time."""
+    vault = gateway.regions[spec.region].vault
     if spec.subjects is None:
-        batch: list[str] = []
-        for sid in gateway.regions[spec.region].vault.iter_ids(page=page):
-            batch.append(sid)
-            if len(batch) == page:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        after = ""
+        while records := vault.fetch_active_page(after, page, sorted(names)):
+            yield records
+            after = records[-1].subject_id
         return
     ids = list(dict.fromkeys(spec.subjects))
     if any(not is_subject_id(s) for s in ids):
@@ -136,7 +150,9 @@ def _subject_pages(gateway: Gateway, spec: ExportSpec, page: int) -> Iterator[li
     for start in range(0, len(ids), page):
         chunk = ids[start : start + page]
         homes = gateway.directory.lookup_many(chunk)
-        yield [s for s in chunk if s in homes and homes[s].home_region == spec.region]
+        mine = [s for s in chunk if s in homes and homes[s].home_region == spec.region]
+        found = vault.fetch_many(mine, names)  # erased or moved meanwhile: left out
+        yield [r for r in found.values() if isinstance(r, SealedRecord)]
 
 
 def _count(gateway: Gateway, spec: ExportSpec) -> int:
@@ -145,21 +161,97 @@ def _count(gateway: Gateway, spec: ExportSpec) -> int:
     return len(set(spec.subjects))
 
 
-def _open_page(
-    gateway: Gateway, recorded: Recorded, ids: Sequence[str], names: frozenset[str]
-) -> Iterator[tuple[str, dict[str, JsonValue]]]:
-    region = recorded.request.region
-    runtime = gateway.regions[region]
-    found = runtime.vault.fetch_many(list(ids), names)
-    sealed = {s: r for s, r in found.items() if isinstance(r, SealedRecord)}
+def _opener(
+    gateway: Gateway, recorded: Recorded, desk: TransferDesk
+) -> Callable[[SealedRecord, bytes], dict[str, JsonValue]]:
+    """Open and transform one record: the compiled plan when the gateway's transform step
+    is the standard one, else open, decode and ask the gateway's transformer."""
+    request = recorded.request
+    region, transfer = request.region, request.transfer
+    assert transfer is not None
+    if isinstance(gateway.transformer, Outbound):
+        plan = {p.field: p for p in transfer.plan if p.field in request.fields}
+        compiled = CanonicalTransform(
+            plan, desk.keys[region], domain=transfer.agreement_id, decode=desk.catalog.decode
+        )
+        return lambda record, key: compiled.apply(
+            open_fields(key, record.subject_id, region, record.fields)
+        )
+    return lambda record, key: gateway.transformer.transform(
+        request, gateway.open_values(region, record.subject_id, key, record.fields)
+    )
+
+
+def _line(subject: str, values: dict[str, JsonValue]) -> bytes:
+    document = {"fields": values, "subject": subject}
+    try:
+        return orjson.dumps(document, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:  # e.g. an integer wider than 64 bits
+        return json.dumps(document, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+
+
+@dataclass
+class _Spooled:
+    """What the spooling pass saw: records, bytes and their digest."""
+
+    records: int = 0
+    size: int = 0
+    digest: hashlib._Hash = field(default_factory=hashlib.sha256)
+
+
+_Page = tuple[list[SealedRecord], dict[str, bytes | KeyDestroyed]]
+
+
+class _PageWriter(threading.Thread):
+    """Transforms and writes pages in a thread of its own while the caller reads the next.
+
+    Reading a page and unwrapping its keys spend most of their time in SQLite and in
+    fsync, which release the GIL, so they overlap with the transforms. The thread
+    touches no database (each thread would open its own connections); at most `depth`
+    pages wait for it, so memory stays bounded.
+    """
+
+    def __init__(self, write: Callable[[_Page], None], depth: int = 2) -> None:
+        super().__init__(name="domicile-export-writer", daemon=True)
+        self._write = write
+        self._pages: queue.Queue[_Page | None] = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        """Write pages until the end mark; keep the first error for `finish`."""
+        try:
+            while (page := self._pages.get()) is not None:
+                self._write(page)
+        except BaseException as exc:  # raised again in the caller's thread by `finish`
+            self.error = exc
+
+    def submit(self, page: _Page | None) -> bool:
+        """Queue a page (None: the end); False once the writer has stopped."""
+        while self.is_alive():
+            try:
+                self._pages.put(page, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def finish(self) -> None:
+        """Wait for every queued page; raise the writer's error, if any."""
+        self.submit(None)
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+
+def _unwrapped_pages(
+    gateway: Gateway, recorded: Recorded, spec: ExportSpec, page: int
+) -> Iterator[_Page]:
+    """Each page of records with their data keys, unwrapped against the recorded decision."""
+    custodian = gateway.regions[spec.region].custodian
     auth = recorded.authorization()
-    keys = runtime.custodian.unwrap_data_keys([(s, auth) for s, r in sealed.items() if r.fields])
-    for sid, record in sealed.items():
-        key = keys.get(sid)
-        if isinstance(key, KeyDestroyed):
-            continue
-        values = gateway.open_values(region, sid, key, record.fields) if key else {}
-        yield sid, gateway.transformer.transform(recorded.request, values)
+    for records in _record_pages(gateway, spec, recorded.request.fields, page):
+        wanted = [(r.subject_id, auth) for r in records if r.fields]
+        yield records, (custodian.unwrap_data_keys(wanted) if wanted else {})
 
 
 def _spool(
@@ -169,30 +261,64 @@ def _spool(
     spec: ExportSpec,
     page: int,
     out: IO[bytes],
+    refs_out: IO[bytes],
     checker: KAnonymityChecker,
     qis: list[str],
-) -> tuple[list[str], str, int]:
-    """Write every record to `out`; return the ids sent, the digest and the size."""
+) -> _Spooled:
+    """Write every record to `out` and its threshold ref to `refs_out`."""
     transfer = recorded.request.transfer
     assert transfer is not None
+    counter = desk.counters[spec.region]
     subject_key = desk.keys[spec.region].pseudonym_key(transfer.agreement_id)
-    digest, size, sent = hashlib.sha256(), 0, []
-    for ids in _subject_pages(gateway, spec, page):
-        for sid, values in _open_page(gateway, recorded, ids, recorded.request.fields):
-            line = (
-                json.dumps(
-                    {"subject": pseudonymise("subject_id", sid, subject_key), "fields": values},
-                    sort_keys=True,
-                    separators=(",", ":"),
-                ).encode()
-                + b"\n"
-            )
-            out.write(line)
-            digest.update(line)
-            size += len(line)
+    subject = Pseudonymiser(subject_key, "subject_id")
+    transform = _opener(gateway, recorded, desk)
+    done = _Spooled()
+
+    def write(page: _Page) -> None:
+        records, keys = page
+        lines: list[bytes] = []
+        refs: list[str] = []
+        for record in records:
+            sid = record.subject_id
+            key = keys.get(sid)
+            if isinstance(key, KeyDestroyed):
+                continue  # erased since the page was read
+            values = transform(record, key) if key is not None else {}
+            lines.append(_line(subject.of_canonical(canonical_value("subject_id", sid)), values))
+            refs.append(counter.subject_ref(sid))
             checker.add([values.get(q) for q in qis])
-            sent.append(sid)
-    return sent, digest.hexdigest(), size
+        chunk = b"".join(lines)
+        out.write(chunk)
+        refs_out.write("".join(refs).encode("ascii"))
+        done.digest.update(chunk)
+        done.size += len(chunk)
+        done.records += len(lines)
+
+    writer = _PageWriter(write)
+    writer.start()
+    try:
+        for item in _unwrapped_pages(gateway, recorded, spec, page):
+            if not writer.submit(item):
+                break  # the writer failed: `finish` raises its error
+    finally:
+        writer.finish()
+    return done
+
+
+def _ref_chunks(path: str) -> Iterator[list[str]]:
+    with open(path, "rb") as handle:
+        while data := handle.read(_REF_BYTES * _REFS_PER_COUNT):
+            text = data.decode("ascii")
+            yield [text[i : i + _REF_BYTES] for i in range(0, len(text), _REF_BYTES)]
+
+
+def _count_thresholds(
+    counter: ThresholdCounter, agreement: Agreement, fields: dict[str, str], refs_path: str
+) -> ThresholdStatus:
+    return counter.check_and_count_refs(
+        destination_country=agreement.destination_country, fields=fields,
+        ref_chunks=_ref_chunks(refs_path), at=datetime.now(UTC), agreement=agreement,
+    )  # fmt: skip
 
 
 def _event(recorded: Recorded, event: str, **extra: object) -> Event:
@@ -246,6 +372,10 @@ def _decide(
     return gateway.decide(request), agreement, fields, k
 
 
+def _spool_file(prefix: str, suffix: str, spool_dir: str | None) -> IO[bytes]:
+    return tempfile.NamedTemporaryFile(prefix=prefix, suffix=suffix, dir=spool_dir, delete=False)
+
+
 def prepare_export(
     gateway: Gateway,
     desk: TransferDesk,
@@ -258,32 +388,36 @@ def prepare_export(
 ) -> PreparedExport:
     """Decide, spool, check k-anonymity and thresholds, and record an export; or raise."""
     recorded, agreement, fields, k = _decide(gateway, desk, principal, spec, min_k)
-    transfer = recorded.request.transfer
-    assert transfer is not None
     qis = _quasi_identifiers(desk, fields, spec)
     checker = KAnonymityChecker(k)
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (handed to the streamer)
-        prefix="domicile-export-", suffix=".ndjson", dir=spool_dir, delete=False
-    )
+    handle = _spool_file("domicile-export-", ".ndjson", spool_dir)
+    refs = _spool_file("domicile-export-", ".refs", spool_dir)
     try:
-        with handle:
-            sent, digest, size = _spool(gateway, desk, recorded, spec, page, handle, checker, qis)
+        with handle, refs:
+            done = _spool(gateway, desk, recorded, spec, page, handle, refs, checker, qis)
+        digest = done.digest.hexdigest()
         report = checker.report()
         kanon = _kanon_record(report, qis)
         if not report.is_k_anonymous:
             gateway.record([_event(recorded, "export-refused", reason="k-anonymity", **kanon)])
             verify_k_anonymous(report)
-        status = desk.count(spec.region, transfer, fields, sent)
+        status = _count_thresholds(desk.counters[spec.region], agreement, fields, refs.name)
+        transfer = recorded.request.transfer
+        assert transfer is not None
         alerts = desk.threshold_events(spec.region, transfer, status)
         if status.blocked:
             gateway.record(alerts)
             status.verify_allowed()
-        done = _event(
-            recorded, "export", fields=fields, subjects=len(sent), bytes=size,
+        event = _event(
+            recorded, "export", fields=fields, subjects=done.records, bytes=done.size,
             sha256=digest, k_anonymity=kanon,
         )  # fmt: skip
-        index = gateway.record([*alerts, done])[-1]
+        index = gateway.record([*alerts, event])[-1]
     except BaseException:
         os.unlink(handle.name)
         raise
-    return PreparedExport(handle.name, len(sent), size, digest, agreement, report, index, fields)
+    finally:
+        os.unlink(refs.name)
+    return PreparedExport(
+        handle.name, done.records, done.size, digest, agreement, report, index, fields
+    )

@@ -137,7 +137,7 @@ class LocalCustodian:
             chunk = ids[start : start + 400]
             marks = ", ".join("?" for _ in chunk)
             for row in self._db.query(
-                "SELECT subject_id, wrapped, destroyed FROM data_keys"
+                "SELECT subject_id, wrapped, destroyed, ref_salt FROM data_keys"
                 f" WHERE subject_id IN ({marks})",
                 tuple(chunk),
             ):
@@ -156,8 +156,9 @@ class LocalCustodian:
                 raise IntegrityError(
                     f"wrapped data key of subject `{subject_id}` does not verify in `{self.region}`"
                 ) from exc
+            # The salt came with the key: no query per subject for its reference.
             records.append(
-                (self.subject_ref(subject_id), authorization.decision_id,
+                (self._ref(bytes(row[3]), subject_id), authorization.decision_id,
                  authorization.ledger_index or 0, authorization.action, now)
             )  # fmt: skip
         if records:
@@ -227,14 +228,17 @@ class LocalCustodian:
         live = bool(rows) and not rows[0][1]
         # Without live material the reference links to nothing kept about the subject.
         salt = bytes(rows[0][0]) if live else b"no-subject-material"
-        mac = hmac.new(self._ref_key, salt + b"\x00" + subject_id.encode(), hashlib.sha256)
-        ref = mac.hexdigest()[:32]
+        ref = self._ref(salt, subject_id)
         if live:
             with self._refs_lock:
                 self._refs[subject_id] = ref
                 if len(self._refs) > _REF_CACHE:
                     self._refs.popitem(last=False)
         return ref
+
+    def _ref(self, salt: bytes, subject_id: str) -> str:
+        mac = hmac.digest(self._ref_key, salt + b"\x00" + subject_id.encode(), hashlib.sha256)
+        return mac.hex()[:32]
 
     def close(self) -> None:
         """Close the keyring."""

@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import json
 import json.encoder
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
@@ -35,6 +35,7 @@ __all__ = [
     "KeyedMac",
     "Pseudonymiser",
     "canonical_value",
+    "encode_pseudonyms",
     "is_pseudonym",
     "pseudonymise",
     "resolve_token",
@@ -52,7 +53,6 @@ _TOKEN_LABEL = b"domicile-token/v1"
 _MAX_TOKEN_CHARS = 1 << 20
 _encode_string: Callable[[str], str] = json.encoder.encode_basestring
 _B32 = "abcdefghijklmnopqrstuvwxyz234567"
-_B32_PAIRS = tuple(a + b for a in _B32 for b in _B32)  # 10 bits -> two characters
 _HMAC_BLOCK = 64  # SHA-256 block size (RFC 2104 "B")
 
 
@@ -110,19 +110,45 @@ class KeyedMac:
         return outer.digest()
 
 
-def _b32_160(mac: bytes) -> str:
-    """Lowercase RFC 4648 base32 of 20 bytes (no padding), without the stdlib's loop."""
-    n = int.from_bytes(mac, "big")
-    t = _B32_PAIRS
-    return "".join(
-        (
-            t[n >> 150], t[(n >> 140) & 1023], t[(n >> 130) & 1023], t[(n >> 120) & 1023],
-            t[(n >> 110) & 1023], t[(n >> 100) & 1023], t[(n >> 90) & 1023],
-            t[(n >> 80) & 1023], t[(n >> 70) & 1023], t[(n >> 60) & 1023],
-            t[(n >> 50) & 1023], t[(n >> 40) & 1023], t[(n >> 30) & 1023],
-            t[(n >> 20) & 1023], t[(n >> 10) & 1023], t[n & 1023],
-        )
-    )  # fmt: skip
+_B32_TABLE = bytes.maketrans(bytes(range(32)), _B32.encode("ascii"))
+_LANE = 256  # bits per MAC while encoding: 160 bits of MAC, spread to 32 bytes
+_LANE_PAD = b"\x00" * (_LANE // 8 - _PSEUDONYM_BYTES)
+# Spreading 160 bits to one 5-bit symbol per byte, halving the group each step:
+# (slot width, width of the low group kept in place, shift of the high group).
+_SPREAD = ((256, 80, 48), (128, 40, 24), (64, 20, 12), (32, 10, 6), (16, 5, 3))
+_spread_masks: dict[int, tuple[tuple[int, int, int], ...]] = {}
+
+
+def _masks(lanes: int) -> tuple[tuple[int, int, int], ...]:
+    masks = _spread_masks.get(lanes)
+    if masks is None:
+        steps = []
+        for slot, width, shift in _SPREAD:
+            low = high = 0
+            for offset in range(0, _LANE * lanes, slot):
+                low |= ((1 << width) - 1) << offset
+                high |= ((1 << width) - 1) << (offset + width)
+            steps.append((low, high, shift))
+        masks = _spread_masks[lanes] = tuple(steps)
+    return masks
+
+
+def encode_pseudonyms(macs: Sequence[bytes]) -> list[str]:
+    """Return ``ps_`` + lowercase RFC 4648 base32 of each 20-byte MAC, in one pass.
+
+    The MACs are laid side by side in one integer, 256 bits apart, and each 5-bit group
+    is moved to a byte of its own by five mask-and-shift steps over the whole integer;
+    one `bytes.translate` then gives the alphabet. Equal to `base64.b32encode` per MAC,
+    at a fraction of its per-character Python loop.
+    """
+    if not macs:
+        return []
+    lanes = len(macs)
+    x = int.from_bytes(b"".join([_LANE_PAD + mac for mac in macs]), "big")
+    for low, high, shift in _masks(lanes):
+        x = (x & low) | ((x & high) << shift)
+    text = x.to_bytes(lanes * 32, "big").translate(_B32_TABLE).decode("ascii")
+    return [PSEUDONYM_PREFIX + text[i : i + 32] for i in range(0, lanes * 32, 32)]
 
 
 class Pseudonymiser:
@@ -139,9 +165,13 @@ class Pseudonymiser:
         """Bind the domain key and the field name."""
         self._mac = KeyedMac(key, _PSEUDONYM_LABEL + field.encode() + b"\x00")
 
+    def mac(self, canonical: bytes) -> bytes:
+        """Return the 20 bytes a pseudonym encodes (see `encode_pseudonyms`)."""
+        return self._mac.digest(canonical)[:_PSEUDONYM_BYTES]
+
     def of_canonical(self, canonical: bytes) -> str:
         """Return the pseudonym of the value whose canonical JSON is `canonical`."""
-        return PSEUDONYM_PREFIX + _b32_160(self._mac.digest(canonical)[:_PSEUDONYM_BYTES])
+        return encode_pseudonyms([self.mac(canonical)])[0]
 
 
 def is_pseudonym(text: object) -> bool:

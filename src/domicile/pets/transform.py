@@ -8,7 +8,7 @@ Names are the catalog's (`TRANSFORMS` in ``domicile.catalog.catalog``) plus
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from domicile.catalog.catalog import TRANSFORMS, JsonValue
@@ -22,11 +22,12 @@ from domicile.pets.generalise import (
     generalise_year,
     verify_grid_degrees,
 )
-from domicile.pets.keyed import pseudonymise, tokenise
+from domicile.pets.keyed import Pseudonymiser, encode_pseudonyms, pseudonymise, tokenise
 from domicile.pets.keys import PetKeys
 
 __all__ = [
     "FITS",
+    "CanonicalTransform",
     "FieldPlan",
     "IpCountryLocator",
     "TransformOptions",
@@ -158,3 +159,58 @@ def transform_values(
             options=options,
         )  # fmt: skip
     return out
+
+
+class CanonicalTransform:
+    """`transform_values` for many records whose values come as canonical JSON bytes.
+
+    Built once per export: keys are derived and HMAC states keyed once, and a field sent
+    pseudonymised is never decoded, because a pseudonym is an HMAC over exactly those
+    bytes (`Catalog.encode` and `canonical_value` give the same ones). Other transforms
+    decode with `decode` (the catalog's) and go through `apply_transform`. For every
+    plan and record, ``apply({f: encode(f, v)})`` equals ``transform_values(plan, {f: v})``.
+    """
+
+    def __init__(
+        self,
+        plan: Mapping[str, FieldPlan],
+        keys: PetKeys,
+        *,
+        domain: str,
+        decode: Callable[[str, bytes], JsonValue],
+        options: TransformOptions = DEFAULT_OPTIONS,
+    ) -> None:
+        """Prepare one step per planned field that is sent."""
+        self._steps: dict[str, Callable[[bytes], JsonValue]] = {}
+        self._pseudonymisers: dict[str, Pseudonymiser] = {}
+        for name, rule in plan.items():
+            verify_fits(rule.transform, rule.field_type, name)
+            if rule.transform == "suppress":
+                continue
+            if rule.transform == "pseudonymise":
+                self._pseudonymisers[name] = Pseudonymiser(keys.pseudonym_key(domain), name)
+                continue
+
+            def step(data: bytes, rule: FieldPlan = rule) -> JsonValue:
+                value = decode(rule.field, data)
+                return apply_transform(
+                    rule.transform, rule.field_type, value, keys, field=rule.field,
+                    domain=domain, options=options,
+                )  # fmt: skip
+
+            self._steps[name] = step
+
+    def apply(self, canonical: Mapping[str, bytes]) -> dict[str, JsonValue]:
+        """Return every planned field transformed; suppressed and unplanned ones left out."""
+        out: dict[str, JsonValue] = {}
+        names: list[str] = []
+        macs: list[bytes] = []
+        for name, data in canonical.items():
+            pseudonymiser = self._pseudonymisers.get(name)
+            if pseudonymiser is not None:
+                names.append(name)
+                macs.append(pseudonymiser.mac(data))
+            elif (step := self._steps.get(name)) is not None:
+                out[name] = step(data)
+        out.update(zip(names, encode_pseudonyms(macs), strict=True))
+        return out

@@ -186,6 +186,42 @@ class Vault:
             out[subject_id] = record
         return out
 
+    def fetch_active_page(
+        self, after: str, limit: int, names: Collection[str]
+    ) -> list[SealedRecord]:
+        """The next `limit` active subjects with id > `after`, in id order, with the sealed
+        values of `names` (dataset exports walk a vault with it).
+
+        Two statements in one read transaction, whatever the page size: the page's ids,
+        then the fields of that id range, read in index order rather than sought per id.
+        Field rows exist only for active subjects (a tombstone deletes them).
+        """
+        marks = ", ".join("?" for _ in names) or "NULL"
+        with self.db.transaction(write=False) as tx:
+            heads = tx.execute(
+                "SELECT id, version, catalog_version, created_at, updated_at FROM subjects"
+                " WHERE state = 'active' AND id > ? ORDER BY id LIMIT ?",
+                (after, limit),
+            ).fetchall()
+            if not heads:
+                return []
+            rows = tx.execute(
+                "SELECT subject_id, name, sealed FROM fields WHERE subject_id > ?"
+                f" AND subject_id <= ? AND name IN ({marks})",
+                (after, heads[-1][0], *names),
+            ).fetchall()
+        out = {
+            str(h[0]): SealedRecord(
+                str(h[0]), self.region, int(h[1]), str(h[2]), str(h[3]), str(h[4])
+            )
+            for h in heads
+        }
+        for subject_id, name, sealed in rows:
+            record = out.get(str(subject_id))
+            if record is not None:
+                record.fields[str(name)] = bytes(sealed)
+        return list(out.values())
+
     def _record(self, subject_id: str, head: tuple[object, ...] | None) -> SealedRecord:
         if head is None:
             raise SubjectNotFound(f"subject `{subject_id}` is not in region `{self.region}`")
