@@ -260,6 +260,7 @@ def _login_and_overview(page, d: Deployment, shots: Path) -> None:  # type: igno
         assert "monitor.local/witness" in text
 
     _eventually(cosigned)
+    assert page.locator("#monitors a").get_attribute("href") == f"{d.monitor}/console"
     page.screenshot(path=shots / "03-overview.png", full_page=True)
 
 

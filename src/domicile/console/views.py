@@ -213,7 +213,9 @@ def overview(console: Console, *, fresh: bool = False) -> dict[str, Any]:
                 "checkpoint": _checkpoint_summary(log),
             }
         )
-    return {"boxes": boxes, "regions": rows, "residency": residency}
+    # The monitors that witness these logs serve their own console (DOMICILE_WITNESSES).
+    monitors = [spec.split()[0].rstrip("/") + "/console" for spec in runtime.settings.witnesses]
+    return {"boxes": boxes, "regions": rows, "residency": residency, "monitors": monitors}
 
 
 # -- flows ------------------------------------------------------------------------------
