@@ -14,6 +14,7 @@ from domicile.api.admin import _administer
 from domicile.api.deps import CurrentGateway, CurrentPrincipal, runtime_of
 from domicile.api.subjects import SourceCountry, _context, _expected_version
 from domicile.errors import InvalidInput
+from domicile.gateway.agreement_check import verify_receivable
 from domicile.gateway.dataset_export import ExportSpec, prepare_export
 from domicile.gateway.pipeline import Gateway
 from domicile.gateway.transfer import TransferDesk, resolve_in_region, version_events
@@ -159,7 +160,9 @@ def create_agreement(
     """Create version 1 of an agreement; it goes to every region's ledger."""
     _administer(principal, gateway)
     desk = _desk(request)
-    agreement = desk.agreements.create(_draft(body), desk.catalog, by=principal.id)
+    draft = _draft(body)
+    verify_receivable(gateway, desk, draft)  # 422 naming a field the policies never send
+    agreement = desk.agreements.create(draft, desk.catalog, by=principal.id)
     record = _agreement_body(agreement)
     _record(gateway, desk, record, "agreement-version")
     return record
@@ -197,8 +200,10 @@ def amend_agreement(
     if body.id != agreement_id:
         raise InvalidInput("the body's `id` must be the agreement in the path")
     desk = _desk(request)
+    draft = _draft(body)
+    verify_receivable(gateway, desk, draft)
     agreement = desk.agreements.amend(
-        _draft(body), desk.catalog, by=principal.id, expected_version=_required_version(if_match)
+        draft, desk.catalog, by=principal.id, expected_version=_required_version(if_match)
     )
     record = _agreement_body(agreement)
     _record(gateway, desk, record, "agreement-version")

@@ -218,6 +218,52 @@ def test_an_agreement_cannot_loosen_the_catalog(world: World) -> None:
     assert "less strict" in r.json()["detail"]
 
 
+def test_an_agreement_the_policies_would_never_serve_is_refused(world: World) -> None:
+    h = world.h("admin")
+    r = world.api.put("/v1/destinations/Bear Co", json={"country": "RU", "status": "trusted"},
+                      headers=h)  # fmt: skip
+    assert r.status_code == 200, r.text
+    body = _agreement("eu-ru", "Bear Co", {"email": "pseudonymise", "display_name": None},
+                      destination_country="RU")  # fmt: skip
+    r = world.api.post("/v1/agreements", json=body, headers=h)
+    assert r.status_code == 422
+    problem = r.json()
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert problem["status"] == 422
+    assert "`display_name`" in problem["detail"] or "`email`" in problem["detail"]
+    assert "can never be sent to `Bear Co` in `RU`" in problem["detail"]
+    assert world.api.get("/v1/agreements/eu-ru", headers=h).status_code == 404
+    versions = [e for e in world.ledger() if e.get("event") == "agreement-version"]
+    assert all(e["record"]["id"] != "eu-ru" for e in versions)
+
+
+def test_amending_in_a_field_no_path_sends_is_refused(world: World) -> None:
+    h = world.h("admin")
+    body = _agreement("tiny", "Tiny Co", {"display_name": None}, max_subjects_per_year=1)
+    current = world.api.get("/v1/agreements/tiny", headers=h).json()[-1]["version"]
+    # Restricted data reaches a US recipient only pseudonymised in an export by the region's
+    # services; a public field too. Both still have a path, so this amendment stands.
+    ok = {**body, "fields": {"display_name": None, "email": "pseudonymise", "username": None}}
+    r = world.api.put("/v1/agreements/tiny", json=ok, headers={**h, "If-Match": f'"{current}"'})
+    assert r.status_code == 200, r.text
+    # The same terms to a recipient whose country is of concern: no path at all.
+    world.api.put("/v1/destinations/Tiny Co", json={"country": "CN", "status": "trusted"},
+                  headers=h)  # fmt: skip
+    bad = {**ok, "destination_country": "CN"}
+    r = world.api.put(
+        "/v1/agreements/tiny", json=bad, headers={**h, "If-Match": f'"{current + 1}"'}
+    )
+    assert r.status_code == 422
+    assert "`CN`" in r.json()["detail"]
+    assert "sofia" not in r.text.lower()
+    world.api.put("/v1/destinations/Tiny Co", json={"country": "US", "status": "trusted"},
+                  headers=h)  # fmt: skip
+    r = world.api.put(
+        "/v1/agreements/tiny", json=body, headers={**h, "If-Match": f'"{current + 1}"'}
+    )
+    assert r.status_code == 200, r.text
+
+
 # -- the subject read three ways ----------------------------------------------------------
 
 
