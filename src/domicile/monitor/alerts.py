@@ -30,6 +30,13 @@ KINDS = frozenset(
         "country-of-concern",  # an access attempt from, or by someone in, such a country
         "denied-spike",  # too many denials in one minute
         "bulk-access",  # one principal reached too many subjects in one hour
+        "transfer-without-agreement",  # a transfer under an agreement the log never recorded
+        "transfer-outside-agreement",  # a transfer the agreement in force does not cover
+        "transfer-without-decision",  # a transfer that cites no allow decision
+        "erasure-without-decision",  # an erasure that cites no allowed erase of its subject
+        "access-after-erasure",  # an allow, transfer or unwrap reaching an erased subject
+        "migration-batch-duplicate",  # one migration batch recorded twice
+        "relocation-unpaired",  # a subject left a region and arrived in none
     }
 )
 

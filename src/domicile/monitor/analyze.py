@@ -16,6 +16,7 @@ import orjson
 
 from domicile.errors import ConfigError
 from domicile.monitor.alerts import Alert
+from domicile.monitor.consistency import Consistency, Pending
 from domicile.monitor.replay import Replayer
 
 Fact = tuple[Any, ...]
@@ -29,6 +30,8 @@ class Analysis:
     facts: list[Fact] = field(default_factory=list)
     policies: list[tuple[str, int, str]] = field(default_factory=list)
     """(policy hash, ledger index, record as JSON) of each policy version met."""
+    pending: Pending = field(default_factory=Pending)
+    """Rows of the cross-check tables, stored with the facts."""
 
 
 class Analyzer:
@@ -41,9 +44,11 @@ class Analyzer:
         approved_builds: Collection[str],
         catalog_digest: str,
         topology_digest: str,
+        consistency: Consistency | None = None,
     ) -> None:
         """Check entries of `origin`; builds must be in `approved_builds`."""
         self.origin = origin
+        self.consistency = consistency or Consistency(origin, None)
         self.replayer = replayer
         self.approved_builds = frozenset(approved_builds)
         self.digests = (catalog_digest, topology_digest)
@@ -54,11 +59,16 @@ class Analyzer:
             "policy-version": self._policy_version,
             "alert": self._alert_entry,
             "decision": self._decision,
+            "transfer": self._transfer,
+            "erasure": self._erasure,
+            "migration-batch": self._migration_batch,
+            "relocation": self._relocation,
         }
 
     def run(self, entries: list[tuple[int, dict[str, Any]]]) -> Analysis:
         """Analyse entries (index, decoded entry), oldest first."""
         out = Analysis()
+        self.consistency.decisions.clear()  # earlier chunks are stored by now
         for index, entry in entries:
             kind = entry["kind"]
             handler = self._handlers.get(kind)
@@ -112,7 +122,20 @@ class Analyzer:
             severity="high", entry=entry,
         )  # fmt: skip
 
+    def _transfer(self, index: int, entry: dict[str, Any], out: Analysis) -> None:
+        self.consistency.transfer(index, entry, out.alerts, out.pending)
+
+    def _erasure(self, index: int, entry: dict[str, Any], out: Analysis) -> None:
+        self.consistency.erasure(index, entry, out.alerts, out.pending)
+
+    def _migration_batch(self, index: int, entry: dict[str, Any], out: Analysis) -> None:
+        self.consistency.migration_batch(index, entry, out.pending)
+
+    def _relocation(self, index: int, entry: dict[str, Any], out: Analysis) -> None:
+        self.consistency.relocation(index, entry, out.pending)
+
     def _decision(self, index: int, entry: dict[str, Any], out: Analysis) -> None:
+        self.consistency.decision(index, entry, out.alerts)
         policy_hash = str(entry.get("policy_hash"))
         if policy_hash not in self.replayer.engines:
             self._alert(

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import gc
 import hmac
+import json
+import sqlite3
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from domicile.catalog.catalog import Catalog, load_catalog
 from domicile.errors import LedgerError
@@ -17,9 +20,10 @@ from domicile.ledger.note import Ed25519Verifier, parse_verifier_key
 from domicile.monitor.alerts import Alert, Sink, log_line
 from domicile.monitor.analyze import Analysis, Analyzer
 from domicile.monitor.client import LogClient
+from domicile.monitor.consistency import Consistency, unpaired_relocations
 from domicile.monitor.follow import FetchProblem, Follower
 from domicile.monitor.replay import Replayer
-from domicile.monitor.state import FACT_COLUMNS, MonitorState, Verified
+from domicile.monitor.state import FACT_COLUMNS, FORGETTABLE, MonitorState, Verified
 from domicile.monitor.thresholds import Thresholds, threshold_alerts
 from domicile.residency.topology import Topology, load_topology
 
@@ -77,7 +81,7 @@ class Monitor:
         for verifier in self.verifiers.values():
             fresh += self.follow(Follower(self.state, self.client, verifier))
             fresh += self.check_unwraps(verifier.name)
-        return fresh
+        return fresh + self.emit(unpaired_relocations(self.state))
 
     def follow(self, follower: Follower) -> int:
         """One round on one log."""
@@ -98,7 +102,10 @@ class Monitor:
         return self.emit(alerts + self._verify(follower, checkpoint, note, verified, start))
 
     def _analyzer(self, origin: str) -> Analyzer:
-        analyzer = Analyzer(origin, self.replayer, self.config.approved_builds, *self._digests)
+        analyzer = Analyzer(
+            origin, self.replayer, self.config.approved_builds, *self._digests,
+            Consistency(origin, self.state),
+        )  # fmt: skip
         for _, _, record in self.state.policy_records(origin):
             self.replayer.add_version(record)
         analyzer.replay_ok = self.state.get(f"replay-ok|{origin}", "1") == "1"
@@ -121,13 +128,14 @@ class Monitor:
         origin = follower.origin
         analyzer = self._analyzer(origin)
         found: list[Alert] = []
+        latest = ""
         stream = follower.stream(start, checkpoint.size)
         try:
             with _gc_paused():
                 for chunk in stream:
                     analysis = analyzer.run(chunk)
-                    found += analysis.alerts
-                    self._store(origin, analysis)
+                    found += analysis.alerts + self._store(origin, analysis)
+                    latest = str(chunk[-1][1]["time"])
         except FetchProblem as exc:
             self._forget(origin, start.size)
             return [_rewritten(origin, checkpoint, note, verified, str(exc))]
@@ -139,9 +147,10 @@ class Monitor:
             self.state.set_verified(
                 db, origin, Verified(checkpoint.size, checkpoint.root_hash, note, stream.frontier)
             )
-            db.execute(
+            db.executemany(
                 "INSERT OR REPLACE INTO kv VALUES (?, ?)",
-                (f"replay-ok|{origin}", "1" if analyzer.replay_ok else "0"),
+                [(f"replay-ok|{origin}", "1" if analyzer.replay_ok else "0")]
+                + ([(f"latest-time|{origin}", latest)] if latest else []),
             )
             db.execute(
                 "UPDATE checkpoints SET consistent = 1 WHERE origin = ? AND size = ? AND root = ?",
@@ -150,7 +159,10 @@ class Monitor:
         limits = self.config.thresholds
         return found + threshold_alerts(self.state, origin, start.size, checkpoint.size, limits)
 
-    def _store(self, origin: str, analysis: Analysis) -> None:
+    def _store(self, origin: str, analysis: Analysis) -> list[Alert]:
+        """Store a chunk's facts and cross-check rows; a migration batch seen twice alerts."""
+        alerts: list[Alert] = []
+        rows = analysis.pending.rows
         with self.state.transaction() as db:
             db.executemany(
                 f"INSERT OR REPLACE INTO facts ({FACT_COLUMNS}) VALUES "
@@ -161,12 +173,22 @@ class Monitor:
                 "INSERT OR IGNORE INTO policies VALUES (?, ?, ?, ?)",
                 [(origin, h, i, r) for h, i, r in analysis.policies],
             )
+            for table in ("agreements", "destinations", "erasures", "relocations"):
+                if rows.get(table):
+                    width = len(rows[table][0])
+                    db.executemany(
+                        f"INSERT OR REPLACE INTO {table} VALUES ({', '.join('?' * width)})",
+                        rows[table],
+                    )
+            for batch in rows.get("batches", []):
+                alerts += _batch_once(db, batch)
+        return alerts
 
     def _forget(self, origin: str, first: int) -> None:
         """Drop what was stored for entries from `first` on (they did not verify)."""
         with self.state.transaction() as db:
-            db.execute("DELETE FROM facts WHERE origin = ? AND idx >= ?", (origin, first))
-            db.execute("DELETE FROM policies WHERE origin = ? AND idx >= ?", (origin, first))
+            for table in ("facts", "policies", *FORGETTABLE):
+                db.execute(f"DELETE FROM {table} WHERE origin = ? AND idx >= ?", (origin, first))
 
     def check_unwraps(self, origin: str) -> int:
         """Match the custodian's unwraps against verified allow decisions."""
@@ -199,19 +221,73 @@ class Monitor:
         self.state.put(cursor_name, str(after))
         return self.emit(alerts)
 
+    def _export_unwrap_problem(self, origin: str, record: dict[str, object]) -> str:
+        """An export's one decision covers many subjects: count them against what was sent."""
+        index = record["ledger_index"]
+        counter = f"unwrap-count|{origin}|{index}"
+        count = int(self.state.get(counter, "0")) + 1
+        self.state.put(counter, str(count))
+        sent = self.state.query(
+            "SELECT detail FROM facts WHERE origin = ? AND kind = 'transfer' AND idx > ?"
+            " AND decision_id = ?",
+            [origin, index, record["decision_id"]],
+        )
+        for (detail,) in sent:
+            subjects = json.loads(detail or "{}").get("subjects")
+            if isinstance(subjects, int) and count > subjects:
+                return f"unwrap {record['id']}: more keys unwrapped than subjects exported"
+        return ""
+
     def _unwrap_problem(self, origin: str, record: dict[str, object]) -> str:
         rows = self.state.query(
-            "SELECT kind, result, decision_id, subject_ref FROM facts WHERE origin = ? AND idx = ?",
+            "SELECT kind, result, decision_id, subject_ref, action FROM facts"
+            " WHERE origin = ? AND idx = ?",
             [origin, record["ledger_index"]],
         )
         if not rows or rows[0][0] != "decision":
             return f"unwrap {record['id']} points at entry {record['ledger_index']}, no decision"
-        _, result, decision_id, subject_ref = rows[0]
+        _, result, decision_id, subject_ref, action = rows[0]
         if result != "allow":
             return f"unwrap {record['id']} follows a denied decision"
-        if decision_id != record["decision_id"] or subject_ref != record["subject_ref"]:
+        if decision_id != record["decision_id"]:
             return f"unwrap {record['id']} does not match the decision at its index"
+        if subject_ref is None and action == "transfer":
+            return self._export_unwrap_problem(origin, record)
+        if subject_ref != record["subject_ref"]:
+            return f"unwrap {record['id']} does not match the decision at its index"
+        subject_ref = record["subject_ref"]
+        erased = self.state.query(
+            "SELECT idx FROM erasures WHERE origin = ? AND subject_ref = ? AND idx < ?",
+            [origin, subject_ref, record["ledger_index"]],
+        )
+        if erased:
+            return f"unwrap {record['id']} reaches a subject erased at entry {erased[0][0]}"
         return ""
+
+
+def _batch_once(db: sqlite3.Connection, batch: tuple[Any, ...]) -> list[Alert]:
+    """Store a migration batch; the same (source, batch id) at another entry is an alert."""
+    source, batch_id, origin, idx = batch[:4]
+    known = db.execute(
+        "SELECT origin, idx, root, count FROM batches WHERE source = ? AND batch_id = ?",
+        (source, batch_id),
+    ).fetchone()
+    if known is None:
+        db.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)", batch)
+        return []
+    if (known[0], known[1]) == (origin, idx):
+        return []
+    return [
+        Alert(
+            "migration-batch-duplicate", origin,
+            f"migration batch `{batch_id}` of `{source}` recorded again (first at "
+            f"{known[0]} entry {known[1]})",
+            f"{source}|{batch_id}|{origin}|{idx}",
+            {"first": {"origin": known[0], "index": known[1], "root": known[2],
+                       "count": known[3]}, "again": {"root": batch[4], "count": batch[5]}},
+            idx,
+        )
+    ]  # fmt: skip
 
 
 @contextmanager

@@ -51,7 +51,33 @@ CREATE TABLE IF NOT EXISTS alerts (
     dedup TEXT NOT NULL UNIQUE
 );
 CREATE TABLE IF NOT EXISTS kv (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- cross-checks (consistency.py): agreement and destination versions, erasures,
+-- migration batches and relocations, per log
+CREATE TABLE IF NOT EXISTS agreements (
+    origin TEXT NOT NULL, name TEXT NOT NULL, idx INTEGER NOT NULL, record TEXT NOT NULL,
+    PRIMARY KEY (origin, name, idx)
+);
+CREATE TABLE IF NOT EXISTS destinations (
+    origin TEXT NOT NULL, name TEXT NOT NULL, idx INTEGER NOT NULL, record TEXT NOT NULL,
+    PRIMARY KEY (origin, name, idx)
+);
+CREATE TABLE IF NOT EXISTS erasures (
+    origin TEXT NOT NULL, subject_ref TEXT NOT NULL, idx INTEGER NOT NULL,
+    PRIMARY KEY (origin, subject_ref)
+);
+CREATE TABLE IF NOT EXISTS batches (
+    source TEXT NOT NULL, batch_id TEXT NOT NULL, origin TEXT NOT NULL, idx INTEGER NOT NULL,
+    root TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (source, batch_id)
+);
+CREATE TABLE IF NOT EXISTS relocations (
+    relocation_id TEXT NOT NULL, direction TEXT NOT NULL, origin TEXT NOT NULL,
+    idx INTEGER NOT NULL, time TEXT NOT NULL, peer TEXT NOT NULL,
+    PRIMARY KEY (relocation_id, direction)
+);
 """
+
+FORGETTABLE = ("agreements", "destinations", "erasures", "batches", "relocations")
+"""Cross-check tables whose rows of unverified entries are dropped with the facts."""
 
 FACT_COLUMNS = (
     "origin, idx, time, kind, result, action, principal, entity, purpose, "
