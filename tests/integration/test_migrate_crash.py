@@ -39,7 +39,9 @@ def _spawn(args: list[str]) -> subprocess.Popen[str]:
 def _crash_and_resume(args: list[str], rng: random.Random) -> int:
     kills, started = 0, time.monotonic()
     while time.monotonic() - started < BUDGET_SECONDS:
-        proc = _spawn([*args, str(rng.choice([17, 40, 101]))])
+        # Both ways of preparing pages: a preparing process, or the run's own process.
+        mode = rng.choice(["process", "inline"])
+        proc = _spawn([*args, str(rng.choice([17, 40, 101])), "-", mode])
         time.sleep(rng.uniform(0.05, 0.8))
         finished = proc.poll() is not None
         proc.send_signal(signal.SIGKILL)

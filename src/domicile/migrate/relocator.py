@@ -78,6 +78,7 @@ class Relocator:
         self.max_rate = max_rows_per_second
         self.preparing_process = preparing_process
         self._released: set[str] = set()
+        self._finishing: futures.Future[None] | None = None
 
     def prepare_spec(self) -> PrepareSpec:
         """What preparing pages needs, from the runtime: plain values, no keys but the
@@ -112,6 +113,7 @@ class Relocator:
         spec = self.prepare_spec()
         with (
             futures.ThreadPoolExecutor(4, thread_name_prefix="migrate-copy") as self._pool,
+            futures.ThreadPoolExecutor(1, thread_name_prefix="migrate-finish") as self._finisher,
             prepared_pages(self.source, spec, size, process=self.preparing_process) as pages,
         ):
             for page in pages:
@@ -121,6 +123,7 @@ class Relocator:
                 if on_page is not None:
                     on_page(page.rows)
                 self._throttle(report.seen, started)
+            self._await_finish()
         return report
 
     def _throttle(self, done: int, started: float) -> None:
@@ -143,14 +146,32 @@ class Relocator:
         self._copy_all(planned)
         batches = [batch for batch, _ in planned]
         self.progress.mark_moved(page_no, self._log_sizes(batches))
-        indices = self.gateway.record([self._event(b) for b in batches])
-        self.source.remove([key for b in page.batches for key in b.keys])
-        self.progress.mark_done(
-            page_no, {b.batch_id: i for b, i in zip(batches, indices, strict=True)}
-        )
+        keys = [key for b in page.batches for key in b.keys]
+        self._await_finish()
+        self._finishing = self._finisher.submit(self._finish_page, page_no, batches, keys)
         for batch in batches:
             report.moved += batch.count
             report.per_region[batch.region] = report.per_region.get(batch.region, 0) + batch.count
+
+    def _finish_page(self, page_no: int, batches: list[Batch], keys: list[str]) -> None:
+        """Ledger entries, source rows gone, page done: behind the next page's copy.
+
+        The next page only ever starts after this page is `moved`, and each page's
+        own steps stay in order, so a crash leaves each page in one of the states
+        `recover` finishes or undoes. The next page's log size is noted before its own
+        entries are appended, whatever this page appends meanwhile.
+        """
+        indices = self.gateway.record([self._event(b) for b in batches])
+        self.source.remove(keys)
+        self.progress.mark_done(
+            page_no, {b.batch_id: i for b, i in zip(batches, indices, strict=True)}
+        )
+
+    def _await_finish(self) -> None:
+        """Wait for the previous page's finish; raise what it raised."""
+        finishing, self._finishing = self._finishing, None
+        if finishing is not None:
+            finishing.result()
 
     def _released_among(self, batches: Sequence[PreparedBatch]) -> list[str]:
         if not self._released:
