@@ -44,6 +44,7 @@ def _keys(values: tuple[str, ...]) -> list[str]:
 @click.option("--interval", type=float, default=5.0, help="seconds between rounds")
 @click.option("--once", is_flag=True, help="one round, then exit (status 3 if it raised alerts)")
 @click.option("--webhook", default=None, help="POST every alert as JSON to this url")
+@click.option("--peer", "peers", multiple=True, help="another monitor's url: compare checkpoints")
 @click.option("--witness-name", default="monitor.local/witness")
 @click.option("--topology-file", type=click.Path(path_type=Path), default=None)
 @click.option("--catalog-file", type=click.Path(path_type=Path), default=None)
@@ -61,6 +62,7 @@ def monitor(
     interval: float,
     once: bool,
     webhook: str | None,
+    peers: tuple[str, ...],
     witness_name: str,
     topology_file: Path | None,
     catalog_file: Path | None,
@@ -78,7 +80,7 @@ def monitor(
     sinks: list[Sink] = [log_line] + ([webhook_sink(webhook)] if webhook else [])
     config = MonitorConfig(
         data_dir, _keys(log_keys), builds, Thresholds(denied_per_minute, subjects_per_hour),
-        topology_file, catalog_file, sinks,
+        topology_file, catalog_file, sinks, peers,
     )  # fmt: skip
     mon = Monitor(config, LogClient(gateway_url))
     server = None

@@ -22,6 +22,7 @@ from domicile.gateway.request import Event
 from domicile.ledger.checkpoint import Checkpoint, sign_checkpoint
 from domicile.ledger.tiles import decode_bundle, encode_bundle
 from domicile.monitor.client import LogClient
+from domicile.monitor.server import make_server, serve_in_thread
 from domicile.monitor.service import Monitor, MonitorConfig
 from domicile.monitor.witness import Witness, load_or_create_cosigner
 from domicile.runtime import Runtime, build_digest, open_runtime
@@ -210,6 +211,39 @@ def test_two_views_to_two_monitors(world: World, tmp_path: Path) -> None:
     split = [x for x in a.state.alerts() if x["kind"] == "split-view"]
     assert split
     assert set(split[0]["evidence"]["checkpoints"]) == {real.note, forked}
+
+
+def test_two_views_caught_by_exchanging_with_a_peer_monitor(world: World, tmp_path: Path) -> None:
+    """B verified a fork (a lying gateway showed it a consistent other tree); A, asking its
+    peer B for its checkpoints, sees the other root for a size it knows."""
+    log = world.runtime.logs["eu-ie"]
+    real = log.latest_checkpoint()
+    assert real is not None
+    forked = sign_checkpoint(Checkpoint(log.origin, real.size, bytes(32)), [log.signer])
+    b = _monitor(world, tmp_path / "b", _proxy(world.api))
+    with b.state.transaction() as db:
+        db.execute("INSERT INTO logs VALUES (?, ?, ?, ?, ?)",
+                   (log.origin, real.size, bytes(32), forked, b""))  # fmt: skip
+    server = make_server(
+        "127.0.0.1",
+        0,
+        b.state,
+        Witness(
+            b.state, load_or_create_cosigner(tmp_path / "b", "b.example/w"), b.verifiers, b.emit
+        ),
+    )
+    serve_in_thread(server)
+    peer = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        a = _monitor(world, tmp_path / "a", _proxy(world.api), peers=[peer])
+        assert a.run_once() == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+    (split,) = a.state.alerts()
+    assert split["kind"] == "split-view"
+    assert set(split["evidence"]["checkpoints"]) == {real.note, forked}
+    assert a.run_once() == 0  # raised once
 
 
 def test_decryption_without_decision(world: World, tmp_path: Path) -> None:

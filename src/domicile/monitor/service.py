@@ -12,16 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from domicile.catalog.catalog import Catalog, load_catalog
-from domicile.errors import LedgerError
-from domicile.ledger.checkpoint import Checkpoint
+from domicile.errors import CryptoError, LedgerError
+from domicile.ledger.checkpoint import Checkpoint, open_checkpoint
 from domicile.ledger.merkle import CompactRange
 from domicile.ledger.note import Ed25519Verifier, parse_verifier_key
-from domicile.monitor.alerts import Alert, Sink, log_line
+from domicile.monitor.alerts import LOG, Alert, Sink, log_line
 from domicile.monitor.analyze import Analysis, Analyzer
 from domicile.monitor.client import LogClient
 from domicile.monitor.consistency import Consistency, unpaired_relocations
-from domicile.monitor.follow import FetchProblem, Follower
+from domicile.monitor.follow import FetchProblem, Follower, split_view_alert
 from domicile.monitor.replay import Replayer
 from domicile.monitor.state import FACT_COLUMNS, FORGETTABLE, MonitorState, Verified
 from domicile.monitor.thresholds import Thresholds, threshold_alerts
@@ -41,6 +43,8 @@ class MonitorConfig:
     topology_file: Path | None = None
     catalog_file: Path | None = None
     sinks: Sequence[Sink] = (log_line,)
+    peers: Sequence[str] = ()
+    """Base URLs of other monitors whose verified checkpoints are compared with ours."""
 
 
 class Monitor:
@@ -81,7 +85,38 @@ class Monitor:
         for verifier in self.verifiers.values():
             fresh += self.follow(Follower(self.state, self.client, verifier))
             fresh += self.check_unwraps(verifier.name)
+        for peer in self.config.peers:
+            fresh += self.exchange(peer)
         return fresh + self.emit(unpaired_relocations(self.state))
+
+    def exchange(self, peer: str) -> int:
+        """Compare a peer monitor's verified checkpoints with every checkpoint seen here.
+
+        Each one must verify with our key for its origin; it is then kept like any other
+        checkpoint (proven consistent with the log later), and a different root for a size
+        seen here is a split view, with both signed checkpoints as evidence.
+        """
+        try:
+            answer = httpx.get(f"{peer.rstrip('/')}/checkpoints", timeout=10.0)
+            rows = answer.json() if answer.status_code == 200 else []
+        except (httpx.HTTPError, ValueError):
+            rows = []
+        alerts: list[Alert] = []
+        for row in rows if isinstance(rows, list) else []:
+            verifier = self.verifiers.get(str(row.get("origin"))) if isinstance(row, dict) else None
+            if verifier is None:
+                continue
+            try:
+                checkpoint, _ = open_checkpoint(str(row.get("checkpoint")), [verifier])
+            except (LedgerError, CryptoError):
+                LOG.warning(json.dumps({"event": "peer-checkpoint-refused", "peer": peer}))
+                continue
+            note = str(row["checkpoint"])
+            seen = self.state.add_checkpoint(
+                checkpoint.origin, checkpoint.size, checkpoint.root_hash, note, f"peer {peer}"
+            )
+            alerts += [split_view_alert(checkpoint.origin, checkpoint, note, old) for old in seen]
+        return self.emit(alerts)
 
     def follow(self, follower: Follower) -> int:
         """One round on one log."""
