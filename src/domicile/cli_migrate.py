@@ -151,8 +151,13 @@ def _progress_bar(total: int, enabled: bool) -> Any:
 
 @migrate.command("run")
 @source_options
-@click.option("--batch-size", type=click.IntRange(1, 100_000), default=5000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=10_000, show_default=True)
 @click.option("--max-rows-per-second", type=click.FloatRange(min=1), default=None)
+@click.option(
+    "--inline",
+    is_flag=True,
+    help="prepare pages in this process (default: a preparing process, given 2+ CPUs)",
+)
 @click.option(
     "--operator",
     default="domicile-migrate",
@@ -166,6 +171,7 @@ def run(
     data_dir: Path | None,
     batch_size: int,
     max_rows_per_second: float | None,
+    inline: bool,
     operator: str,
     no_progress: bool,
 ) -> None:
@@ -184,6 +190,7 @@ def run(
                 max_rate=max_rows_per_second,
                 operator=operator,
                 on_rows=lambda n, rate: bar.update(task, advance=n, rate=f"{rate:,.0f}"),
+                preparing_process=False if inline else None,
             )
     for region, count in sorted(report.per_region.items()):
         click.echo(f"moved {count} rows to {region}")

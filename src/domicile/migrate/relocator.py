@@ -64,7 +64,7 @@ class Relocator:
         secret: bytes,
         *,
         operator: Operator = Operator(),
-        page_size: int = 5000,
+        page_size: int = 10_000,
         max_rows_per_second: float | None = None,
         preparing_process: bool = False,
     ) -> None:

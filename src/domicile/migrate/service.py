@@ -29,7 +29,7 @@ def run_migration(
     settings: Settings,
     source: LegacySource,
     *,
-    batch_size: int = 5000,
+    batch_size: int = 10_000,
     max_rate: float | None = None,
     operator: str = "domicile-migrate",
     on_rows: Callable[[int, float], None] | None = None,
