@@ -3,16 +3,18 @@
 `field_check(spec, limit)` gives a function that maps a raw legacy value to the pair
 (`Catalog.validate`'s normalised value, `Catalog.encode`'s canonical JSON bytes) or
 raises what `Catalog.validate` raises. It runs the catalog's own validator of the
-field's type, with the catalog's size rules; only two shortcuts are taken, each for
-inputs whose result is plain: printable ASCII strings of a `string` field (NFC and the
-control-character rules cannot change or refuse them) and dotted-quad IPv4 addresses
-already in canonical form. Canonical JSON of a printable ASCII string without `"` or
-`\\` is the string in quotes; anything else goes through `json.dumps` as in the catalog.
+field's type, with the catalog's size rules, except for inputs whose answer is plain
+(stripped printable ASCII strings of a `string` field: NFC and the control-character
+rules can neither change nor refuse them), and IPv4 addresses, email
+addresses and dates already in the form their validator returns. Canonical JSON of a
+printable ASCII string without `"` or `\\` is the string in quotes; anything else goes
+through `json.dumps` as in the catalog.
 tests/unit/migrate/test_fieldcheck.py holds the two to the same answers.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 from collections.abc import Callable
@@ -26,6 +28,12 @@ FieldCheck = Callable[[object], tuple[JsonValue, bytes]]
 
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+# validators.validate_email's own rules, for an address already in normal form (no
+# surrounding space, lowercase ASCII domain): the local part's dot-atom, then labels.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_EMAIL = re.compile(rf"({_ATOM}(?:\.{_ATOM})*)@({_LABEL}(?:\.{_LABEL})+)")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def encode_value(value: JsonValue) -> bytes | None:
@@ -91,4 +99,31 @@ def field_check(spec: FieldSpec, max_field_bytes: int | None) -> FieldCheck:
             return checked(raw)
 
         return ip_address
+    if spec.type == "email":
+
+        def email(raw: object) -> tuple[JsonValue, bytes]:
+            if type(raw) is str and len(raw) <= 254 and len(raw) + 2 <= limit:
+                match = _EMAIL.fullmatch(raw)
+                if (
+                    match is not None
+                    and len(match[1]) <= 64
+                    and len(match[2]) <= 253
+                    and not match[2].rpartition(".")[2].isdigit()
+                ):
+                    return raw, b'"' + raw.encode("ascii") + b'"'
+            return checked(raw)
+
+        return email
+    if spec.type == "date":
+
+        def date(raw: object) -> tuple[JsonValue, bytes]:
+            if type(raw) is str and len(raw) + 2 <= limit and _DATE.fullmatch(raw):
+                try:
+                    datetime.date.fromisoformat(raw)
+                except ValueError:
+                    return checked(raw)
+                return raw, b'"' + raw.encode("ascii") + b'"'
+            return checked(raw)
+
+        return date
     return checked
