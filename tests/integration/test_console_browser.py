@@ -209,9 +209,7 @@ def test_console_in_a_real_browser(
             _login_and_overview(page, d, screenshots)
             _flows(page, d, screenshots)
             _access_and_proof(page, d, screenshots)
-            page.goto(f"{d.gateway}/console/migration")
-            assert page.locator("h1").inner_text() == "Legacy migration"
-            page.screenshot(path=screenshots / "06-migration.png", full_page=True)
+            _migration(page, d, screenshots, tmp_path)
             _logout(page)
             _grants(page, d, screenshots)
             _refused(page, d, screenshots)
@@ -302,6 +300,27 @@ def _access_and_proof(page, d: Deployment, shots: Path) -> None:  # type: ignore
     assert page.locator("#path li").count() >= 1
     assert "domicile.local/log/eu-ie" in page.locator("#checkpoint").inner_text()
     page.screenshot(path=shots / "05-proof.png", full_page=True)
+
+
+def _migration(page, d: Deployment, shots: Path, work: Path) -> None:  # type: ignore[no-untyped-def]
+    page.goto(f"{d.gateway}/console/migration")
+    assert page.locator("#no-sources").count() == 1
+    # A legacy store moved home beside the running gateway, as the README's tour does it.
+    source = "sqlite:///legacy-sg.db"
+    _domicile("migrate", "demo-source", "--out", source, "--rows", "120", "--store", "singapore",
+              "--mapping-out", "legacy-sg.toml", cwd=work)  # fmt: skip
+    _domicile("migrate", "run", "--source", source, "--mapping", "legacy-sg.toml",
+              "--no-progress", cwd=work)  # fmt: skip
+    text = _domicile("migrate", "status", "--source", source, "--mapping", "legacy-sg.toml",
+                     cwd=work)  # fmt: skip
+    status = dict(line.split(": ", 1) for line in text.strip().splitlines())
+    page.reload()
+    card = page.locator("section.source").first
+    moved = _number(card.locator(".moved").inner_text())
+    assert moved == int(status["moved"]) > 0
+    assert _number(card.locator(".quarantined").inner_text()) == int(status["quarantined"])
+    assert card.locator(".signature").inner_text() == "verifies"
+    page.screenshot(path=shots / "06-migration.png", full_page=True)
 
 
 def _grants(page, d: Deployment, shots: Path) -> None:  # type: ignore[no-untyped-def]
