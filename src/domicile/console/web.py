@@ -304,13 +304,14 @@ def access(
 
 
 @router.get("/access/{region}/{index}")
-def proof(request: Request, region: str, index: int) -> Response:
+def proof(request: Request, region: str, index: str) -> Response:
     """One entry with its inclusion proof, checked with the pure Merkle code."""
 
     def build(console: views.Console, principal: Principal, session: Session) -> dict[str, Any]:
-        return _page(
-            request, "proof.html", principal, session, **views.proof(console, region, index)
-        )
+        if not index.isdigit() or len(index) > 19:
+            raise InvalidInput("an entry is named by its index, a whole number")
+        values = views.proof(console, region, int(index))
+        return _page(request, "proof.html", principal, session, **values)
 
     return _guarded(request, build)
 

@@ -100,6 +100,11 @@ def test_proof_page_verifies_an_entry_with_the_pure_merkle_code(world: World) ->
     assert leaf_hash(log.entry(3)).hex() in html
     missing = client.get(f"/console/access/eu-ie/{log.size + 10}")
     assert missing.status_code == 404
+    assert "has no entry" in missing.text
+    bad = client.get("/console/access/eu-ie/x1")
+    assert bad.status_code == 400
+    assert "whole number" in bad.text
+    assert client.get("/console/access/nowhere/1").status_code == 400
 
 
 def test_flows_show_a_denied_cross_border_read(world: World) -> None:
