@@ -218,8 +218,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-monitor-") as name:
         tmp = Path(name)
-        builds = {build_digest()}  # other work may edit the tree while this runs
         runtime, api = _build(tmp, args.entries)
+        builds = {runtime.build}  # and the server's, below: the tree may change meanwhile
         key = runtime.logs["eu-ie"].signer.verifier().verifier_key
         try:
             if args.transport == "inprocess":

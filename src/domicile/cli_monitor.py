@@ -37,6 +37,11 @@ def _keys(values: tuple[str, ...]) -> list[str]:
 @click.group(invoke_without_command=True)
 @click.option("--gateway", "gateway_url", help="the gateway's base url")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path("monitor-data"))
+@click.option(
+    "--state-url",
+    default=None,
+    help="postgresql://…[?schema=NAME] for the state (default: monitor.db in --data-dir)",
+)
 @click.option("--log-key", "log_keys", multiple=True, help="a log verifier key, or a file of them")
 @click.option("--approved-build", "builds", multiple=True, help="an approved gateway build digest")
 @click.option("--port", type=int, default=None, help="serve /alerts and /add-checkpoint here")
@@ -55,6 +60,7 @@ def monitor(
     ctx: click.Context,
     gateway_url: str | None,
     data_dir: Path,
+    state_url: str | None,
     log_keys: tuple[str, ...],
     builds: tuple[str, ...],
     port: int | None,
@@ -80,7 +86,7 @@ def monitor(
     sinks: list[Sink] = [log_line] + ([webhook_sink(webhook)] if webhook else [])
     config = MonitorConfig(
         data_dir, _keys(log_keys), builds, Thresholds(denied_per_minute, subjects_per_hour),
-        topology_file, catalog_file, sinks, peers,
+        topology_file, catalog_file, sinks, peers, state_url,
     )  # fmt: skip
     mon = Monitor(config, LogClient(gateway_url))
     server = None
@@ -119,18 +125,24 @@ def witness_key(data_dir: Path, witness_name: str) -> None:
 @click.option("--to", "end", default=None, help="ISO 8601 end of the period (exclusive)")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="output directory")
 @click.option("--catalog-file", type=click.Path(path_type=Path), default=None)
+@click.option("--state-url", default=None, help="the monitor's postgresql:// state url, if any")
 def report(
-    data_dir: Path, start: str | None, end: str | None, out: Path, catalog_file: Path | None
+    data_dir: Path,
+    start: str | None,
+    end: str | None,
+    out: Path,
+    catalog_file: Path | None,
+    state_url: str | None,
 ) -> None:
     """Write an audit report (report.json, report.html) from the monitor's state."""
     path = data_dir / STATE_FILE
-    if not path.exists():
+    if state_url is None and not path.exists():
         raise click.UsageError(f"no monitor state at `{path}`")
     try:
         bounds = [parse_time(t) if t else None for t in (start, end)]
     except ValueError as exc:
         raise click.UsageError(f"--from/--to must be ISO 8601 times: {exc}") from exc
-    state = MonitorState(path)
+    state = MonitorState(state_url or path)
     try:
         made = write_report(state, load_catalog(catalog_file), out, bounds[0], bounds[1])
     finally:

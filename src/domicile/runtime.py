@@ -63,6 +63,8 @@ class Runtime:
     grants: GrantDesk
     policy: PolicyEngine
     transfers: TransferDesk
+    build: str = ""
+    """The build digest this process logged at start (`gateway-build` entries)."""
 
     def reload_policy(self) -> dict[str, Any]:
         """Re-read the policy files, activate them, and record the version in every region."""
@@ -152,8 +154,9 @@ def build_digest() -> str:
     return digest.hexdigest()
 
 
-def _start_events(topology: Topology, catalog: Catalog, engine: PolicyEngine) -> list[Event]:
-    build = build_digest()
+def _start_events(
+    topology: Topology, catalog: Catalog, engine: PolicyEngine, build: str
+) -> list[Event]:
     events: list[Event] = []
     for name in topology.regions:
         events.append(Event("gateway-build", name, {"digest": build, "version": __version__}))
@@ -242,7 +245,8 @@ def open_runtime(settings: Settings) -> Runtime:
         max_batch_ids=settings.max_batch_ids,
         transfers=transfers,
     )
-    gateway.record(_start_events(topology, catalog, engine))
+    build = build_digest()
+    gateway.record(_start_events(topology, catalog, engine, build))
     recover(gateway)
     checkpointer = Checkpointer(
         list(logs.values()),
@@ -264,4 +268,5 @@ def open_runtime(settings: Settings) -> Runtime:
         desk,
         engine,
         transfers,
+        build,
     )

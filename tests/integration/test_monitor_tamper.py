@@ -25,7 +25,7 @@ from domicile.monitor.client import LogClient
 from domicile.monitor.server import make_server, serve_in_thread
 from domicile.monitor.service import Monitor, MonitorConfig
 from domicile.monitor.witness import Witness, load_or_create_cosigner
-from domicile.runtime import Runtime, build_digest, open_runtime
+from domicile.runtime import Runtime, open_runtime
 from domicile.settings import Settings
 
 PERSON = {"full_name": "Ana Silva", "email": "ana@example.org", "display_name": "Ana"}
@@ -68,7 +68,7 @@ def world(tmp_path: Path) -> Iterator[World]:
                 )
         _sign_all(runtime)
         keys = [runtime.logs[r].signer.verifier().verifier_key for r in REGIONS]
-        yield World(runtime, api, keys, build_digest(), settings)
+        yield World(runtime, api, keys, runtime.build, settings)
     runtime.close()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import hmac
 import json
-import sqlite3
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,11 +20,12 @@ from domicile.ledger.merkle import CompactRange
 from domicile.ledger.note import Ed25519Verifier, parse_verifier_key
 from domicile.monitor.alerts import LOG, Alert, Sink, log_line
 from domicile.monitor.analyze import Analysis, Analyzer
+from domicile.monitor.backend import Connection
 from domicile.monitor.client import LogClient
 from domicile.monitor.consistency import Consistency, unpaired_relocations
 from domicile.monitor.follow import FetchProblem, Follower, split_view_alert
 from domicile.monitor.replay import Replayer
-from domicile.monitor.state import FACT_COLUMNS, FORGETTABLE, MonitorState, Verified
+from domicile.monitor.state import FACT_COLUMNS, FORGETTABLE, MonitorState, Verified, upsert_sql
 from domicile.monitor.thresholds import Thresholds, threshold_alerts
 from domicile.residency.topology import Topology, load_topology
 
@@ -45,6 +45,8 @@ class MonitorConfig:
     sinks: Sequence[Sink] = (log_line,)
     peers: Sequence[str] = ()
     """Base URLs of other monitors whose verified checkpoints are compared with ours."""
+    state_url: str | None = None
+    """A postgresql:// url (with `?schema=`) for the state; default a SQLite file in data_dir."""
 
 
 class Monitor:
@@ -55,7 +57,7 @@ class Monitor:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.config = config
         self.client = client
-        self.state = MonitorState(config.data_dir / STATE_FILE)
+        self.state = MonitorState(config.state_url or config.data_dir / STATE_FILE)
         self.verifiers: dict[str, Ed25519Verifier] = {}
         for text in config.log_keys:
             verifier = parse_verifier_key(text.strip())
@@ -183,7 +185,7 @@ class Monitor:
                 db, origin, Verified(checkpoint.size, checkpoint.root_hash, note, stream.frontier)
             )
             db.executemany(
-                "INSERT OR REPLACE INTO kv VALUES (?, ?)",
+                upsert_sql("kv"),
                 [(f"replay-ok|{origin}", "1" if analyzer.replay_ok else "0")]
                 + ([(f"latest-time|{origin}", latest)] if latest else []),
             )
@@ -199,22 +201,14 @@ class Monitor:
         alerts: list[Alert] = []
         rows = analysis.pending.rows
         with self.state.transaction() as db:
-            db.executemany(
-                f"INSERT OR REPLACE INTO facts ({FACT_COLUMNS}) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                analysis.facts,
-            )
+            db.executemany(upsert_sql("facts", FACT_COLUMNS.split(", ")), analysis.facts)
             db.executemany(
                 "INSERT OR IGNORE INTO policies VALUES (?, ?, ?, ?)",
                 [(origin, h, i, r) for h, i, r in analysis.policies],
             )
             for table in ("agreements", "destinations", "erasures", "relocations"):
                 if rows.get(table):
-                    width = len(rows[table][0])
-                    db.executemany(
-                        f"INSERT OR REPLACE INTO {table} VALUES ({', '.join('?' * width)})",
-                        rows[table],
-                    )
+                    db.executemany(upsert_sql(table), rows[table])
             for batch in rows.get("batches", []):
                 alerts += _batch_once(db, batch)
         return alerts
@@ -300,7 +294,7 @@ class Monitor:
         return ""
 
 
-def _batch_once(db: sqlite3.Connection, batch: tuple[Any, ...]) -> list[Alert]:
+def _batch_once(db: Connection, batch: tuple[Any, ...]) -> list[Alert]:
     """Store a migration batch; the same (source, batch id) at another entry is an alert."""
     source, batch_id, origin, idx = batch[:4]
     known = db.execute(

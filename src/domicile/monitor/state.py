@@ -1,4 +1,4 @@
-"""The monitor's own state, in one SQLite file (stdlib `sqlite3`, nothing of the gateway's).
+"""The monitor's own state: one SQLite file by default, or a PostgreSQL schema (backend.py).
 
 It keeps, per log: the last verified checkpoint and the compact range of its tree (to
 resume without re-reading the log), every checkpoint seen (from the gateway or sent to
@@ -9,17 +9,16 @@ row of facts per entry (for cross-checks, thresholds and reports), and every ale
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from domicile.errors import StorageError
 from domicile.ledger.merkle import HASH_SIZE, CompactRange
 from domicile.monitor.alerts import Alert, now
+from domicile.monitor.backend import Connection, open_backend
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS logs (
@@ -79,6 +78,37 @@ CREATE TABLE IF NOT EXISTS relocations (
 FORGETTABLE = ("agreements", "destinations", "erasures", "batches", "relocations")
 """Cross-check tables whose rows of unverified entries are dropped with the facts."""
 
+COLUMNS = {
+    "kv": ("name", "value"),
+    "agreements": ("origin", "name", "idx", "record"),
+    "destinations": ("origin", "name", "idx", "record"),
+    "erasures": ("origin", "subject_ref", "idx"),
+    "relocations": ("relocation_id", "direction", "origin", "idx", "time", "peer"),
+}
+"""Column order of the tables written by `upsert_sql` from tuples."""
+
+UPSERT_KEYS = {
+    "kv": ("name",),
+    "facts": ("origin", "idx"),
+    "agreements": ("origin", "name", "idx"),
+    "destinations": ("origin", "name", "idx"),
+    "erasures": ("origin", "subject_ref"),
+    "relocations": ("relocation_id", "direction"),
+}
+"""The primary key of each table that is written by `upsert_sql`."""
+
+
+def upsert_sql(table: str, columns: Sequence[str] | None = None) -> str:
+    """Portable INSERT … ON CONFLICT (key) DO UPDATE for one row of `columns`."""
+    columns = columns or COLUMNS[table]
+    keys = UPSERT_KEYS[table]
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+    )
+
+
 FACT_COLUMNS = (
     "origin, idx, time, kind, result, action, principal, entity, purpose, "
     "decision_id, subject_ref, detail"
@@ -108,40 +138,28 @@ class SeenCheckpoint:
 
 
 class MonitorState:
-    """The monitor's SQLite state; safe to share between the follower and the server."""
+    """The monitor's state; safe to share between the follower and the server."""
 
-    def __init__(self, path: Path) -> None:
-        """Open (or create) the state file at `path`."""
-        try:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot open monitor state `{path}`: {exc}") from exc
+    def __init__(self, location: Path | str) -> None:
+        """Open (or create) the state: a SQLite file, or a postgresql:// url."""
+        self._db = open_backend(location, _SCHEMA)
         self._lock = threading.RLock()
 
     def close(self) -> None:
-        """Close the file."""
+        """Close the database."""
         with self._lock:
             self._db.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Connection]:
         """Run statements in one transaction, rolled back if anything raises."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, self._db.transaction() as db:
+            yield db
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query and return every row."""
         with self._lock:
-            return self._db.execute(sql, tuple(params)).fetchall()
+            return self._db.query(sql, tuple(params))
 
     # -- verified logs ------------------------------------------------------------------
 
@@ -154,7 +172,7 @@ class MonitorState:
         hashes = [blob[i : i + HASH_SIZE] for i in range(0, len(blob), HASH_SIZE)]
         return Verified(size, root, note, CompactRange(size, hashes))
 
-    def set_verified(self, db: sqlite3.Connection, origin: str, verified: Verified) -> None:
+    def set_verified(self, db: Connection, origin: str, verified: Verified) -> None:
         """Store the new last verified checkpoint (inside a transaction)."""
         frontier = b"".join(node.hash for node in verified.frontier.nodes)
         db.execute(
@@ -170,8 +188,8 @@ class MonitorState:
         self, origin: str, size: int, root: bytes, note: str, source: str
     ) -> list[SeenCheckpoint]:
         """Remember a checkpoint; return those seen before with the same size, another root."""
-        with self._lock:
-            self._db.execute(
+        with self.transaction() as db:
+            db.execute(
                 "INSERT OR IGNORE INTO checkpoints (origin, size, root, note, source, seen_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (origin, size, root, note, source, now()),
@@ -192,8 +210,8 @@ class MonitorState:
 
     def mark_consistent(self, origin: str, size: int, root: bytes) -> None:
         """Record that a checkpoint was proven consistent with a verified one."""
-        with self._lock:
-            self._db.execute(
+        with self.transaction() as db:
+            db.execute(
                 "UPDATE checkpoints SET consistent = 1 WHERE origin = ? AND size = ? AND root = ?",
                 (origin, size, root),
             )
@@ -245,8 +263,8 @@ class MonitorState:
 
     def put(self, name: str, value: str) -> None:
         """Store a value."""
-        with self._lock:
-            self._db.execute(
+        with self.transaction() as db:
+            db.execute(
                 "INSERT INTO kv VALUES (?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                 (name, value),
@@ -256,8 +274,8 @@ class MonitorState:
 
     def add_alert(self, alert: Alert) -> bool:
         """Store an alert; False if the same alert (by its key) was raised before."""
-        with self._lock:
-            cursor = self._db.execute(
+        with self.transaction() as db:
+            cursor = db.execute(
                 "INSERT OR IGNORE INTO alerts (time, kind, origin, severity, message, idx,"
                 " evidence, dedup) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (

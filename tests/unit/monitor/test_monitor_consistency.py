@@ -23,9 +23,10 @@ from domicile.gateway.request import Event
 from domicile.ledger.entry import decode_entry
 from domicile.monitor.client import LogClient
 from domicile.monitor.consistency import RELOCATION_GRACE_SECONDS, unpaired_relocations
+from domicile.monitor.report import write_report
 from domicile.monitor.service import Monitor, MonitorConfig
 from domicile.monitor.state import MonitorState
-from domicile.runtime import Runtime, build_digest, open_runtime
+from domicile.runtime import Runtime, open_runtime
 from domicile.settings import Settings
 
 PERSON = {
@@ -69,11 +70,13 @@ class World:
     def record(self, *events: Event) -> None:
         self.runtime.gateway.record(list(events))
 
-    def monitor(self, tmp: Path) -> Monitor:
+    def monitor(self, tmp: Path, state_url: str | None = None) -> Monitor:
         for log in self.runtime.logs.values():
             log.sign_checkpoint()
         keys = [log.signer.verifier().verifier_key for log in self.runtime.logs.values()]
-        config = MonitorConfig(tmp, keys, approved_builds=[self.build], sinks=[])
+        config = MonitorConfig(
+            tmp, keys, approved_builds=[self.build], sinks=[], state_url=state_url
+        )
         return Monitor(config, LogClient(http=self.api))  # type: ignore[arg-type]
 
 
@@ -81,7 +84,7 @@ class World:
 def world(tmp_path: Path) -> Iterator[World]:
     settings = Settings(data_dir=tmp_path / "gw", checkpoint_interval=3600)
     runtime = open_runtime(settings)
-    build = build_digest()
+    build = runtime.build
     tokens = {pid: runtime.principals.add(pid, e, c, r) for pid, (e, c, r) in PRINCIPALS.items()}
     with TestClient(create_app(settings, runtime), raise_server_exceptions=False) as api:
         world = World(runtime, api, tokens, [], build)
@@ -242,3 +245,27 @@ def test_a_relocation_that_never_arrives_is_caught(tmp_path: Path) -> None:
         "r2",
     )
     state.close()
+
+
+@pytest.mark.postgres
+def test_the_state_can_live_in_postgresql(
+    world: World, tmp_path: Path, pg_dsn: str, pg_prefix: str
+) -> None:
+    _act(world)
+    world.record(_forged_transfer(world, agreement_id="never-made"))
+    url = f"{pg_dsn}?schema={pg_prefix}_monitor"
+    monitor = world.monitor(tmp_path / "m", url)
+    assert monitor.run_once() == 1
+    assert _kinds(monitor) == ["transfer-without-agreement"]
+    origin = world.runtime.logs["eu-ie"].origin
+    verified = monitor.state.verified(origin)
+    assert verified is not None
+    assert verified.size == world.runtime.logs["eu-ie"].size
+    monitor.close()
+    again = world.monitor(tmp_path / "m", url)  # resumes from the stored frontier
+    assert again.run_once() == 0
+    made = write_report(again.state, world.runtime.catalog, tmp_path / "report")
+    assert made["regions"]["eu-ie"]["entries_in_period"] == verified.size
+    assert (tmp_path / "report" / "report.html").exists()
+    again.close()
+    assert not (tmp_path / "m" / "monitor.db").exists()  # nothing was kept in SQLite
