@@ -35,6 +35,16 @@ _RECOVERY = Authorization("migration-recovery", "recover")
 
 
 @dataclass(frozen=True)
+class _Copying:
+    """A page whose copy is running: what settling and finishing it need."""
+
+    page_no: int
+    batches: list[Batch]
+    keys: list[str]
+    jobs: list[futures.Future[None]]
+
+
+@dataclass(frozen=True)
 class Operator:
     """Who runs the migration, as the ledger names them (no personal data)."""
 
@@ -116,13 +126,21 @@ class Relocator:
             futures.ThreadPoolExecutor(1, thread_name_prefix="migrate-finish") as self._finisher,
             prepared_pages(self.source, spec, size, process=self.preparing_process) as pages,
         ):
+            copying: _Copying | None = None
             for page in pages:
-                self._move_page(page_no, page, report)
+                planned = self._intend(page_no, page, report)
+                if copying is not None:
+                    self._settle(copying, report)
+                    copying = None
+                if planned:
+                    copying = self._start_copy(page_no, page, planned)
                 page_no += 1
                 report.seen += page.rows
                 if on_page is not None:
                     on_page(page.rows)
                 self._throttle(report.seen, started)
+            if copying is not None:
+                self._settle(copying, report)
             self._await_finish()
         return report
 
@@ -133,7 +151,10 @@ class Relocator:
         if ahead > 0:
             time.sleep(ahead)
 
-    def _move_page(self, page_no: int, page: PreparedPage, report: RunReport) -> None:
+    def _intend(
+        self, page_no: int, page: PreparedPage, report: RunReport
+    ) -> list[tuple[Batch, PreparedBatch]]:
+        """Record the page's intent and quarantine (the previous page may be copying)."""
         planned = [
             (Batch(uuid.uuid4().hex, page_no, b.region, "copying", len(b.keys), b.root), b)
             for b in page.batches
@@ -141,14 +162,36 @@ class Relocator:
         released = self._released_among(page.batches)
         self.progress.begin_page(planned, page.quarantined, released)
         report.quarantined += len(page.quarantined)
-        if not planned:
-            return
-        self._copy_all(planned)
+        return planned
+
+    def _start_copy(
+        self, page_no: int, page: PreparedPage, planned: list[tuple[Batch, PreparedBatch]]
+    ) -> _Copying:
+        """Every region's keys and vault rows, side by side, in the copy threads.
+
+        Each goes to a database of its own (a region's keyring, a region's vault), and
+        all of them are undone together if the page is still `copying` after a crash,
+        so neither their order nor their interleaving matters; SQLite works on each
+        without the GIL. The page becomes `moved` only after every one is verified.
+        """
+        pool = self._pool
+        jobs = [job for batch, prepared in planned for job in (
+                    pool.submit(self._keep_keys, batch, prepared),
+                    pool.submit(self._store, batch, prepared))]  # fmt: skip
         batches = [batch for batch, _ in planned]
-        self.progress.mark_moved(page_no, self._log_sizes(batches))
-        keys = [key for b in page.batches for key in b.keys]
+        return _Copying(page_no, batches, [key for b in page.batches for key in b.keys], jobs)
+
+    def _settle(self, copying: _Copying, report: RunReport) -> None:
+        """Wait for a page's copy, mark it moved, and hand it to the finishing thread."""
+        futures.wait(copying.jobs)
+        for job in copying.jobs:
+            job.result()  # the first failure, once nothing is running any more
+        batches = copying.batches
+        self.progress.mark_moved(copying.page_no, self._log_sizes(batches))
         self._await_finish()
-        self._finishing = self._finisher.submit(self._finish_page, page_no, batches, keys)
+        self._finishing = self._finisher.submit(
+            self._finish_page, copying.page_no, batches, copying.keys
+        )
         for batch in batches:
             report.moved += batch.count
             report.per_region[batch.region] = report.per_region.get(batch.region, 0) + batch.count
@@ -156,10 +199,11 @@ class Relocator:
     def _finish_page(self, page_no: int, batches: list[Batch], keys: list[str]) -> None:
         """Ledger entries, source rows gone, page done: behind the next page's copy.
 
-        The next page only ever starts after this page is `moved`, and each page's
-        own steps stay in order, so a crash leaves each page in one of the states
-        `recover` finishes or undoes. The next page's log size is noted before its own
-        entries are appended, whatever this page appends meanwhile.
+        Pages overlap (the next one's intent is recorded while this one copies, and
+        this one finishes while the next one copies), but each page's own steps stay
+        in order and no step of one page depends on another page, so a crash leaves
+        each page in a state `recover` finishes or undoes on its own. A page notes its
+        log size before its own entries are appended, whatever others append meanwhile.
         """
         indices = self.gateway.record([self._event(b) for b in batches])
         self.source.remove(keys)
@@ -179,22 +223,6 @@ class Relocator:
         out = [key for b in batches for key in b.keys if key in self._released]
         self._released.difference_update(out)
         return out
-
-    def _copy_all(self, planned: Sequence[tuple[Batch, PreparedBatch]]) -> None:
-        """Every region's keys and vault rows, side by side.
-
-        Each goes to a database of its own (a region's keyring, a region's vault), and
-        all of them are undone together if the page is still `copying` after a crash,
-        so neither their order nor their interleaving matters; SQLite works on each
-        without the GIL. The page becomes `moved` only after every one is verified.
-        """
-        pool = self._pool
-        jobs = [job for batch, prepared in planned for job in (
-                    pool.submit(self._keep_keys, batch, prepared),
-                    pool.submit(self._store, batch, prepared))]  # fmt: skip
-        futures.wait(jobs)
-        for job in jobs:
-            job.result()  # the first failure, once nothing is running any more
 
     def _keep_keys(self, batch: Batch, prepared: PreparedBatch) -> None:
         """The custodian wraps the batch's data keys under its KEK and keeps them."""

@@ -7,15 +7,17 @@ from pathlib import Path
 import pytest
 
 from domicile.catalog.catalog import load_catalog
-from domicile.errors import IntegrityError
+from domicile.errors import IntegrityError, StorageError
 from domicile.ledger.entry import decode_entry
 from domicile.migrate.demo_source import create_demo_source, demo_rows
 from domicile.migrate.mapping import parse_mapping
+from domicile.migrate.relocator import Relocator
 from domicile.migrate.service import migration_status, run_migration, verify_migration
 from domicile.migrate.source import LegacySource
-from domicile.migrate.state import ProgressStore
-from domicile.runtime import open_runtime
+from domicile.migrate.state import Batch, ProgressStore
+from domicile.runtime import control_storage, open_runtime
 from domicile.settings import Settings
+from domicile.storage.database import open_database
 
 ROWS = 600
 
@@ -121,3 +123,38 @@ def test_tombstone_mode_clears_values(
         verify_migration(settings, source, None, None, deep=True)
     finally:
         source.close()
+
+
+def test_pages_left_at_different_steps_are_each_recovered(
+    settings: Settings, legacy: LegacySource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pages overlap: a failing finish of page 2 surfaces while page 3 is moved and
+    # page 4's intent is recorded, so three pages are left at two different steps.
+    finish = Relocator._finish_page
+
+    def failing(self: Relocator, page_no: int, batches: list[Batch], keys: list[str]) -> None:
+        if page_no == 2:
+            raise StorageError("the disk went away")
+        finish(self, page_no, batches, keys)
+
+    monkeypatch.setattr(Relocator, "_finish_page", failing)
+    with pytest.raises(StorageError, match="went away"):
+        run_migration(settings, legacy, batch_size=100, preparing_process=False)
+    db = open_database(control_storage(settings))
+    try:
+        states = {b.page: b.state for b in ProgressStore(db, legacy.source_id).batches()}
+    finally:
+        db.close()
+    assert states == {0: "removed", 1: "removed", 2: "moved", 3: "moved", 4: "copying"}
+    monkeypatch.undo()
+    report, _ = run_migration(settings, legacy, batch_size=100, preparing_process=False)
+    assert report.recovered_pages == 3
+    done = verify_migration(settings, legacy, None, None, deep=True)
+    assert done.live_rows == legacy.count_live()
+    rt = open_runtime(settings)
+    try:
+        assert not rt.directory.pending()
+        assert sum(rt.directory.counts().values()) == done.moved
+        assert sum(r.vault.count() for r in rt.gateway.regions.values()) == done.moved
+    finally:
+        rt.close()
