@@ -87,7 +87,7 @@ class Relocator:
         self.page_size = page_size
         self.max_rate = max_rows_per_second
         self.preparing_process = preparing_process
-        self._released: set[str] = set()
+        self._release = True
         self._finishing: futures.Future[None] | None = None
 
     def prepare_spec(self) -> PrepareSpec:
@@ -118,7 +118,7 @@ class Relocator:
         size = self.page_size
         if self.max_rate:
             size = max(1, min(size, int(self.max_rate)))
-        self._released = self.progress.quarantined_keys()
+        self._release = self.progress.has_quarantine()
         started = time.monotonic()
         spec = self.prepare_spec()
         with (
@@ -159,8 +159,7 @@ class Relocator:
             (Batch(uuid.uuid4().hex, page_no, b.region, "copying", len(b.keys), b.root), b)
             for b in page.batches
         ]
-        released = self._released_among(page.batches)
-        self.progress.begin_page(planned, page.quarantined, released)
+        self.progress.begin_page(planned, page.quarantined, release=self._release)
         report.quarantined += len(page.quarantined)
         return planned
 
@@ -216,13 +215,6 @@ class Relocator:
         finishing, self._finishing = self._finishing, None
         if finishing is not None:
             finishing.result()
-
-    def _released_among(self, batches: Sequence[PreparedBatch]) -> list[str]:
-        if not self._released:
-            return []
-        out = [key for b in batches for key in b.keys if key in self._released]
-        self._released.difference_update(out)
-        return out
 
     def _keep_keys(self, batch: Batch, prepared: PreparedBatch) -> None:
         """The custodian wraps the batch's data keys under its KEK and keeps them."""

@@ -111,12 +111,13 @@ class ProgressStore:
         self,
         batches: Sequence[tuple[Batch, BatchColumns]],
         quarantined: Sequence[Quarantined],
-        released: Sequence[str] = (),
+        *,
+        release: bool = True,
     ) -> None:
         """Record intent in one transaction: batches, row → subject map, reservations.
 
-        `released` are keys of this page that an earlier run quarantined and that are
-        valid now (fixed at the source): they leave the quarantine.
+        With `release`, rows an earlier run quarantined that are valid now (fixed at
+        the source) leave the quarantine; without, none may be quarantined.
         """
         now, sid = _now(), self.source_id
         with self.db.transaction() as tx:
@@ -146,15 +147,19 @@ class ProgressStore:
                     " VALUES (?, ?, 'registering', NULL, NULL, ?, ?)",
                     [(subject_id, region, now, now) for subject_id in rows.subject_ids],
                 )
-            tx.executemany(
-                "DELETE FROM migrate_quarantine WHERE source_id = ? AND legacy_key = ?",
-                [(sid, key) for key in released],
-            )
+            if release:
+                tx.executemany(
+                    "DELETE FROM migrate_quarantine WHERE source_id = ? AND legacy_key = ?",
+                    [(sid, key) for _, rows in batches for key in rows.keys],
+                )
 
-    def quarantined_keys(self) -> set[str]:
-        """Keys quarantined so far (a run reads each live row once, so only these can
-        come back valid during it)."""
-        return {key for key, _ in self.quarantine()}
+    def has_quarantine(self) -> bool:
+        """Whether any row of this source is quarantined (a run reads each live row
+        once, so only rows quarantined before it began can come back valid during it)."""
+        rows = self.db.query(
+            "SELECT 1 FROM migrate_quarantine WHERE source_id = ? LIMIT 1", (self.source_id,)
+        )
+        return bool(rows)
 
     def _quarantine(self, tx: Tx, quarantined: Sequence[Quarantined], now: str) -> None:
         tx.executemany(

@@ -158,3 +158,24 @@ def test_pages_left_at_different_steps_are_each_recovered(
         assert sum(r.vault.count() for r in rt.gateway.regions.values()) == done.moved
     finally:
         rt.close()
+
+
+def test_a_row_fixed_at_the_source_leaves_the_quarantine(
+    settings: Settings, legacy: LegacySource
+) -> None:
+    first, _ = run_migration(settings, legacy, batch_size=100, preparing_process=False)
+    db = open_database(control_storage(settings))
+    try:
+        progress = ProgressStore(db, legacy.source_id)
+        key, _ = next((k, r) for k, r in progress.quarantine() if r == "missing-country")
+        with legacy.db.transaction() as tx:
+            tx.execute("UPDATE users_sg SET country = 'DE' WHERE legacy_id = ?", (int(key[2:]),))
+        again, _ = run_migration(settings, legacy, batch_size=100, preparing_process=False)
+        assert again.moved == 1
+        assert again.quarantined == first.quarantined - 1
+        assert key not in dict(progress.quarantine())
+        assert progress.moved_among([key]) == {key}
+    finally:
+        db.close()
+    done = verify_migration(settings, legacy, None, None, deep=True)
+    assert done.moved == first.moved + 1
