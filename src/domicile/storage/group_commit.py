@@ -15,12 +15,28 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
+def _closed_gate() -> threading.Lock:
+    gate = threading.Lock()
+    gate.acquire()
+    return gate
+
+
 @dataclass
 class _Pending(Generic[T]):
     items: Sequence[T]
     first: int = -1
     error: BaseException | None = None
-    done: threading.Event = field(default_factory=threading.Event)
+    finished: bool = False
+    gate: threading.Lock = field(default_factory=_closed_gate)
+    """Held until the batch holding `items` is written: the caller waits by acquiring it.
+    A bare lock costs far less than a threading.Event (a Condition, a lock and a waiter
+    list per caller), and this is paid on every durable write."""
+
+    def finish(self) -> None:
+        """Wake the caller (once)."""
+        if not self.finished:
+            self.finished = True
+            self.gate.release()
 
 
 class GroupCommit(Generic[T]):
@@ -44,7 +60,7 @@ class GroupCommit(Generic[T]):
             self._drain()
         # Each caller waits on its own event: a commit wakes exactly the callers it
         # acknowledged, not every waiting thread.
-        mine.done.wait()
+        mine.gate.acquire()
         if mine.error is not None:
             raise mine.error
         return mine.first
@@ -67,9 +83,9 @@ class GroupCommit(Generic[T]):
                 stranded = batch + self._queue
                 self._queue = []
             for item in stranded:
-                if not item.done.is_set():
+                if not item.finished:
                     item.error = exc
-                    item.done.set()
+                    item.finish()
             raise
 
     def _take(self) -> list[_Pending[T]]:
@@ -87,9 +103,9 @@ class GroupCommit(Generic[T]):
         except Exception as exc:  # every waiter of the batch learns it failed
             for item in batch:
                 item.error = exc
-                item.done.set()
+                item.finish()
             return
         for item in batch:
             item.first = first
             first += len(item.items)
-            item.done.set()
+            item.finish()
