@@ -36,9 +36,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TypeAlias
 
+import orjson
+
 from domicile.catalog.validators import FIELD_TYPES
 from domicile.config_file import TomlReader, read_config_text, shown
 from domicile.errors import CatalogError, InvalidFieldValue, PayloadTooLarge, UnknownField
+from domicile.jsonvalues import no_floats
 
 __all__ = [
     "TRANSFORMS",
@@ -94,6 +97,29 @@ def _canonical_json(value: object) -> bytes | None:
         return text.encode("utf-8")
     except (TypeError, ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
         return None
+
+
+_NOT_FAST = object()
+
+
+def _fast_decode(data: bytes) -> object:
+    """The value of canonical `data` if orjson proves it so, else `_NOT_FAST`.
+
+    orjson writes what `_canonical_json` writes (sorted keys, compact, UTF-8) except
+    for floats, integers beyond 64 bits and characters it refuses; values holding a float
+    go the slow way, the rest must round-trip to the same bytes.
+    """
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return _NOT_FAST
+    if type(value) in (dict, list, float) and not no_floats(value):
+        return _NOT_FAST
+    try:
+        again = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return _NOT_FAST
+    return value if again == data else _NOT_FAST
 
 
 @dataclass(frozen=True)
@@ -192,6 +218,10 @@ class Catalog:
         spec = self.field(name)
         value: JsonValue = None
         parsed = False
+        if type(data) is bytes:  # the common case, several times faster through orjson
+            fast = _fast_decode(data)
+            if fast is not _NOT_FAST:
+                return fast  # type: ignore[return-value]
         if isinstance(data, bytes | bytearray | memoryview):
             try:
                 value = json.loads(bytes(data).decode("utf-8"))

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from domicile.errors import LedgerError
+from domicile.jsonvalues import no_floats
 
 ENTRY_VERSION = 1
 
@@ -44,14 +45,26 @@ Json = None | bool | int | str | list["Json"] | dict[str, "Json"]
 
 
 def _is_json(value: Any) -> bool:
-    # Hot path (every decision): no path strings are built unless something is wrong.
-    if value is None or isinstance(value, bool | int | str):
-        return True
-    if type(value) is list:
-        return all(_is_json(item) for item in value)
-    if type(value) is dict:
-        return all(type(k) is str and _is_json(v) for k, v in value.items())
-    return False
+    """True if `value` holds only JSON types (str keys; no floats, tuples or others)."""
+    # Hot path (every decision): iterative, exact type tests first, no path strings
+    # unless something is wrong (then `_check` walks again to say where).
+    stack = [value]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None:
+            continue
+        if kind is dict:
+            for key in item:
+                if type(key) is not str:
+                    return False
+            extend(item.values())
+        elif kind is list:
+            extend(item)
+        elif not isinstance(item, str | int):  # subclasses (enum members) are their value
+            return False
+    return True
 
 
 def _check(value: Any, where: str) -> None:
@@ -108,23 +121,6 @@ def _printable_ascii(data: bytes) -> bool:
     return data.isascii() and b"\x7f" not in data
 
 
-def _no_floats(value: Any) -> bool:
-    # orjson yields only dict (str keys), list, str, int, float, bool and None: a float
-    # is the one value the canonical form refuses. Iterative: this runs on every entry.
-    stack = [value]
-    pop, extend = stack.pop, stack.extend
-    while stack:
-        item = pop()
-        kind = type(item)
-        if kind is dict:
-            extend(item.values())
-        elif kind is list:
-            extend(item)
-        elif kind is float:
-            return False
-    return True
-
-
 def _refuse(text: str) -> None:
     raise LedgerError(f"entry holds `{text[:20]}`, which is not canonical json")
 
@@ -144,7 +140,7 @@ def decode_entry(data: bytes) -> dict[str, Json]:
     if (
         type(body) is dict
         and _printable_ascii(data)
-        and _no_floats(body)
+        and no_floats(body)
         and orjson.dumps(body, option=orjson.OPT_SORT_KEYS) == data
     ):
         return _checked(body)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pycountry
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domicile.catalog.catalog import (
@@ -18,6 +18,7 @@ from domicile.catalog.catalog import (
     Category,
     FieldSpec,
     JsonValue,
+    _canonical_json,
     load_catalog,
     parse_catalog,
 )
@@ -552,3 +553,36 @@ def test_load_non_utf8_file(tmp_path: Path) -> None:
 def test_default_file_is_a_valid_catalog_file() -> None:
     path = Path(__file__).resolve().parents[3] / "src/domicile/catalog/default_catalog.toml"
     assert load_catalog(path) == load_catalog()
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(alphabet=st.characters(codec="utf-8"), max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+DEFAULT = load_catalog()
+
+
+@settings(max_examples=300)
+@given(json_values)
+def test_decode_takes_back_exactly_what_encode_wrote(value: JsonValue) -> None:
+    data = _canonical_json(value)
+    assert data is not None
+    assert _canonical_json(DEFAULT.decode("privacy_settings", data)) == data
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b'"\\u0041"', b'"a\\/b"', b"1E2", b"1e16", b"[1.0e1]", b'"\\u00e9"', b"-0", b"01"],
+)
+def test_decode_refuses_other_spellings_of_a_value(default: Catalog, data: bytes) -> None:
+    with pytest.raises(InvalidFieldValue):
+        default.decode("privacy_settings", data)
