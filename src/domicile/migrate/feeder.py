@@ -4,7 +4,8 @@ The writer (`relocator.Relocator`) owns every database it writes and the ledger.
 feeder only reads the legacy source (keyset pages) and prepares each page
 (`prepare.Preparer`: classify, validate, seal, digest). With a preparing process the
 next page is read and prepared on another core while the writer writes the current
-one. At most one page waits in the pipe and one is being prepared, so memory stays flat.
+one. A thread of the writer takes each page off the pipe as soon as it is sent; at most
+one page waits there, one is being sent and one prepared, so memory stays flat.
 
 The process is started with `spawn` (it inherits no open connection, thread or key of
 the writer) and gets only the source url, the mapping and the `PrepareSpec`: no KEK, no
@@ -16,6 +17,8 @@ does is durable, so a crash anywhere in it needs no recovery.
 from __future__ import annotations
 
 import multiprocessing
+import queue
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from multiprocessing.connection import Connection
@@ -46,28 +49,66 @@ def prepared_pages(
     )
     worker.start()
     sender.close()  # only the worker holds the sending end: its exit is our EOF
+    taker = _Taker(receiver)
     try:
-        yield _receive(receiver)
+        yield taker.pages()
     finally:
-        receiver.close()
+        taker.stop()
         if worker.is_alive():
             worker.kill()
         worker.join()
+        taker.join()  # the worker is gone, so a read in progress has ended
+        receiver.close()
 
 
-def _receive(receiver: Connection) -> Iterator[PreparedPage]:
-    while True:
-        try:
-            kind, payload = receiver.recv()
-        except EOFError:
-            raise StorageError("the preparing process ended before the last page") from None
-        if kind == "end":
-            return
-        if kind == "error":
-            if isinstance(payload, DomicileError):
-                raise payload
-            raise StorageError(f"the preparing process failed: {payload}")
-        yield payload
+class _Taker:
+    """Takes pages off the pipe (and unpickles them) in a thread of its own, so the
+    preparing process can hand over a page while the writer is still busy with the
+    one before: one more page in memory, no wait on either side."""
+
+    def __init__(self, receiver: Connection) -> None:
+        self._receiver = receiver
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="migrate-take", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                item: tuple[str, Any] = self._receiver.recv()
+            except (EOFError, OSError):
+                item = ("gone", None)
+            while not self._stopped.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if item[0] != "page":
+                return
+
+    def pages(self) -> Iterator[PreparedPage]:
+        """The pages, in order; raises what the preparing process reported."""
+        while True:
+            kind, payload = self._queue.get()
+            if kind == "end":
+                return
+            if kind == "gone":
+                raise StorageError("the preparing process ended before the last page")
+            if kind == "error":
+                if isinstance(payload, DomicileError):
+                    raise payload
+                raise StorageError(f"the preparing process failed: {payload}")
+            yield payload
+
+    def stop(self) -> None:
+        """Take no more pages."""
+        self._stopped.set()
+
+    def join(self) -> None:
+        """Wait for the thread (after the preparing process is gone)."""
+        self._thread.join(timeout=10)
 
 
 def _plain_mapping(mapping: MappingSpec) -> dict[str, Any]:
