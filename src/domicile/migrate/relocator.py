@@ -7,8 +7,10 @@ region's custodian wrap the batch's data keys under its KEK (one call per region
 stores the sealed values (one vault transaction per region), reads them back and
 compares, activates (control db), appends one `migration-batch` ledger entry per
 region, deletes or tombstones the rows at the source, and marks the page done.
-`recover` finishes or undoes a page a crash left at any of these points; see
-`state.py` for the state machine.
+Pages overlap, each step on its own database: the next page's intent is recorded
+while a page copies, and a page finishes (ledger, source, done) in a background
+thread while the next one copies. `recover` finishes or undoes each page a crash left
+at any of these points; see `state.py` for the state machine.
 """
 
 from __future__ import annotations
