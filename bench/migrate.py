@@ -1,6 +1,6 @@
 """Relocating N legacy rows end to end vs a raw copy of the same rows, in the same run.
 
-    python bench/migrate.py [--rows 1000000] [--small 200000] [--batch-size 20000]
+    python bench/migrate.py [--rows 1000000] [--small 200000] [--batch-size 10000]
                             [--repeat 3] [--inline] [--json]
 
 For each size (`--small`, then `--rows`; `--small 0` skips the first) a demo legacy
@@ -204,7 +204,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=200_000, help="first size (0: none)")
-    parser.add_argument("--batch-size", type=int, default=20_000)
+    parser.add_argument("--batch-size", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3, help="rounds of each raw copy")
     parser.add_argument("--inline", action="store_true", help="no preparing process")
     parser.add_argument("--json", action="store_true")
