@@ -27,12 +27,16 @@ async def authenticate(
     authorization: Annotated[str | None, Header(description="Bearer <token>")] = None,
 ) -> Principal:
     """Authenticate the caller from `Authorization: Bearer <token>`."""
+    return principal_of(request.app.state.runtime, authorization)
+
+
+def principal_of(runtime: Runtime, authorization: str | None) -> Principal:
+    """The principal an `Authorization: Bearer <token>` header value names."""
     if authorization is None:
         raise AuthenticationError("an `Authorization: Bearer <token>` header is required")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationError("authorization must use the bearer scheme")
-    runtime: Runtime = request.app.state.runtime
     return runtime.gateway.authenticate(token.strip())
 
 
