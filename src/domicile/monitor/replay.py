@@ -12,7 +12,8 @@ adapter builds its request (docs/monitor.md, "Replay", says what cannot be exact
   only the grant id is replayed with the most permissive grant (approved, covering the
   subject, purpose and every category):
   only an allow the policy denies even then is flagged, never a deny;
-* `administer` decisions (whose setting the log does not record) are not replayed;
+* `administer` decisions are decided on the setting the entry names, or on
+  `principals`, the one setting the gateway decides them on;
 * the time is the entry's time (to the second), for policies that read it.
 """
 
@@ -22,7 +23,7 @@ import calendar
 import functools
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -33,10 +34,12 @@ from domicile.policy.engine import PolicyEngine
 from domicile.policy.model import (
     CATEGORIES,
     NO_GRANT,
+    CedarRequest,
     GrantState,
     PolicyContext,
     PolicyPrincipal,
     PolicyRequest,
+    SettingResource,
 )
 from domicile.policy.places import locate
 from domicile.policy.snapshot import PolicySource, build_snapshot
@@ -46,7 +49,9 @@ IMPLICIT_PURPOSE = "service"
 """The purpose the gateway decides register, write, erase, relocate and administer with."""
 
 _IMPLICIT_PURPOSE_ACTIONS = frozenset({"register", "write", "erase", "relocate", "administer"})
-_NOT_REPLAYED = frozenset({"administer"})
+
+ADMIN_SETTING = "principals"
+"""The setting the gateway decides `administer` on (its only one), unless the entry says."""
 
 
 @dataclass(frozen=True)
@@ -121,8 +126,6 @@ class Replayer:
 
     def replay(self, entry: Mapping[str, Any]) -> Outcome:
         """Replay one decision entry against the version its policy hash names."""
-        if entry.get("action") in _NOT_REPLAYED:
-            return Outcome(replayed=False, detail="administer decisions are not replayed")
         engine = self.engines.get(str(entry.get("policy_hash")))
         if engine is None:
             return Outcome(replayed=False, detail="policy version not recorded")
@@ -136,8 +139,13 @@ class Replayer:
                 request = self._request(entry)
             except (DomicileError, KeyError, TypeError, ValueError) as exc:
                 return Outcome(replayed=False, detail=f"input cannot be replayed: {exc}")
-            decision = engine.decide_fields(request)
-            known = (decision.allowed, frozenset(decision.allowed_fields))
+            if request.action == "administer":
+                setting = entry["input"]["resource"].get("setting") or ADMIN_SETTING
+                verdict = engine.decide(_admin_request(request, setting)).verdict
+                known = (verdict.allowed, frozenset())
+            else:
+                decision = engine.decide_fields(request)
+                known = (decision.allowed, frozenset(decision.allowed_fields))
             if len(self._cache) > 200_000:
                 self._cache.clear()
             self._cache[key] = known
@@ -198,6 +206,16 @@ class Replayer:
         )
 
 
+def _admin_request(request: PolicyRequest, setting: str) -> CedarRequest:
+    """An `administer` decision's evaluation: the setting is its resource, and the
+    context holds no grant, break glass or transfer (as the gateway's adapter builds it)."""
+    context = replace(
+        request.context, grant=NO_GRANT, break_glass=False, transfer_agreement="",
+        transforms_applied=False,
+    )  # fmt: skip
+    return CedarRequest(request.principal, "administer", SettingResource(setting), context)
+
+
 def _key(entry: Mapping[str, Any], with_time: bool) -> tuple[Any, ...]:
     """Every logged value the replayed decision depends on, as a hashable tuple.
 
@@ -216,6 +234,7 @@ def _key(entry: Mapping[str, Any], with_time: bool) -> tuple[Any, ...]:
         tuple(principal["roles"]),
         resource["region"],
         tuple(resource["fields"]),
+        resource.get("setting"),
         context.get("purpose"),
         context.get("source_country"),
         context.get("grant"),

@@ -269,3 +269,17 @@ def test_the_state_can_live_in_postgresql(
     assert (tmp_path / "report" / "report.html").exists()
     again.close()
     assert not (tmp_path / "m" / "monitor.db").exists()  # nothing was kept in SQLite
+
+
+def test_administer_decisions_are_replayed(world: World, tmp_path: Path) -> None:
+    assert world.api.get("/v1/principals", headers=world.h("admin")).status_code == 200
+    assert world.api.get("/v1/principals", headers=world.h("svc-eu")).status_code == 403
+    monitor = world.monitor(tmp_path / "m")
+    assert monitor.run_once() == 0, [a["message"] for a in monitor.state.alerts()]
+    _, denied = world.last("decision", action="administer", result="deny")
+    attributes = {k: v for k, v in denied.items() if k not in {"v", "kind", "region", "time"}}
+    world.record(Event("decision", "eu-ie", {**attributes, "decision_id": "d" * 32,
+                                              "result": "allow"}))  # fmt: skip
+    world.monitor(tmp_path / "m2").close()  # signs the new checkpoint
+    assert monitor.run_once() == 1
+    assert _kinds(monitor) == ["allow-against-policy"]
