@@ -169,10 +169,11 @@ def _opener(
     request = recorded.request
     region, transfer = request.region, request.transfer
     assert transfer is not None
-    if isinstance(gateway.transformer, Outbound):
+    if isinstance(gateway.transformer, Outbound):  # the same plan, keys and domain it uses
         plan = {p.field: p for p in transfer.plan if p.field in request.fields}
+        keys = gateway.transformer.keys[region]
         compiled = CanonicalTransform(
-            plan, desk.keys[region], domain=transfer.agreement_id, decode=desk.catalog.decode
+            plan, keys, domain=transfer.agreement_id, decode=desk.catalog.decode
         )
         return lambda record, key: compiled.apply(
             open_fields(key, record.subject_id, region, record.fields)
@@ -187,7 +188,8 @@ def _line(subject: str, values: dict[str, JsonValue]) -> bytes:
     try:
         return orjson.dumps(document, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
     except orjson.JSONEncodeError:  # e.g. an integer wider than 64 bits
-        return json.dumps(document, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+        text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return text.encode() + b"\n"
 
 
 @dataclass

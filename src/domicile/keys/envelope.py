@@ -41,11 +41,16 @@ def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
 
 def open_sealed(key: bytes, sealed: bytes, aad: bytes) -> bytes:
     """Decrypt a value made by `seal`; raise IntegrityError if anything was altered."""
+    return open_sealed_with(AESGCM(key), sealed, aad)
+
+
+def open_sealed_with(cipher: AESGCM, sealed: bytes, aad: bytes) -> bytes:
+    """`open_sealed` with a cipher object made once for many values under one key."""
     if len(sealed) < 1 + NONCE_BYTES + 16 or sealed[:1] != _FORMAT_V1:
         raise IntegrityError("sealed value is truncated or of an unknown format")
     nonce = sealed[1 : 1 + NONCE_BYTES]
     try:
-        return AESGCM(key).decrypt(nonce, sealed[1 + NONCE_BYTES :], aad)
+        return cipher.decrypt(nonce, sealed[1 + NONCE_BYTES :], aad)
     except InvalidTag as exc:
         raise IntegrityError("sealed value does not verify under its key and binding") from exc
 
@@ -64,15 +69,7 @@ def open_fields(
     )
     out: dict[str, bytes] = {}
     for name, blob in sealed.items():
-        if len(blob) < 1 + NONCE_BYTES + 16 or blob[:1] != _FORMAT_V1:
-            raise IntegrityError("sealed value is truncated or of an unknown format")
         encoded = name.encode()
-        try:
-            out[name] = aead.decrypt(
-                blob[1 : 1 + NONCE_BYTES],
-                blob[1 + NONCE_BYTES :],
-                head + len(encoded).to_bytes(2, "big") + encoded,
-            )
-        except InvalidTag as exc:
-            raise IntegrityError("sealed value does not verify under its key and binding") from exc
+        aad = head + len(encoded).to_bytes(2, "big") + encoded
+        out[name] = open_sealed_with(aead, blob, aad)
     return out

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from domicile.errors import AccessDenied, ConfigError, Conflict, IntegrityError, KeyDestroyed
 from domicile.keys.custodian import Authorization, UnwrapRecord
-from domicile.keys.envelope import NONCE_BYTES, new_data_key, open_sealed, seal
+from domicile.keys.envelope import NONCE_BYTES, new_data_key, open_sealed_with, seal
 from domicile.storage.database import SqliteDatabase
 from domicile.storage.group_commit import GroupCommit
 from domicile.storage.migrations import migrate
@@ -53,6 +53,7 @@ class LocalCustodian:
         self._ref_key = HKDF(
             algorithm=hashes.SHA256(), length=32, salt=None, info=b"domicile-subject-ref/v1"
         ).derive(self._kek)
+        self._ref_mac = hmac.new(self._ref_key, digestmod=hashlib.sha256)
         self._refs: OrderedDict[str, str] = OrderedDict()
         self._refs_lock = threading.Lock()
         self._db = SqliteDatabase(SqliteUrl(directory / "keyring.db"))
@@ -143,6 +144,7 @@ class LocalCustodian:
             ):
                 rows[str(row[0])] = row
         out: dict[str, bytes | KeyDestroyed] = {}
+        kek = AESGCM(self._kek)  # one cipher object for the batch
         records: list[tuple[str, str, int, str, str]] = []
         now = datetime.now(UTC).isoformat(timespec="microseconds")
         for subject_id, authorization in requests:
@@ -151,7 +153,7 @@ class LocalCustodian:
                 out[subject_id] = KeyDestroyed(f"data key of subject `{subject_id}` was destroyed")
                 continue
             try:
-                out[subject_id] = open_sealed(self._kek, bytes(row[1]), self._aad(subject_id))
+                out[subject_id] = open_sealed_with(kek, bytes(row[1]), self._aad(subject_id))
             except IntegrityError as exc:
                 raise IntegrityError(
                     f"wrapped data key of subject `{subject_id}` does not verify in `{self.region}`"
@@ -237,8 +239,9 @@ class LocalCustodian:
         return ref
 
     def _ref(self, salt: bytes, subject_id: str) -> str:
-        mac = hmac.digest(self._ref_key, salt + b"\x00" + subject_id.encode(), hashlib.sha256)
-        return mac.hex()[:32]
+        mac = self._ref_mac.copy()  # the key's pad states, computed once
+        mac.update(salt + b"\x00" + subject_id.encode())
+        return mac.hexdigest()[:32]
 
     def close(self) -> None:
         """Close the keyring."""

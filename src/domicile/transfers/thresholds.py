@@ -372,22 +372,28 @@ class ThresholdCounter:
             ).fetchall()
         }
         live_after = counter.expired_through
+        scope, data_class = counter.scope, counter.data_class
+        # Never sent before (most refs of a large export): new in the window, and in the
+        # total and the current second's bucket unless that second is already expired.
+        unseen = [ref for ref in refs if ref not in existing]
+        counter.fresh += len(unseen)
+        rows = [(scope, data_class, ref, now_s) for ref in unseen]
         moves: dict[int, int] = {}  # bucket second -> change in its subject count
-        rows: list[tuple[str, str, str, int]] = []
-        for ref in refs:
-            old = existing.get(ref)
-            if old is None or old <= cutoff:
+        if unseen and now_s > live_after:
+            counter.total += len(unseen)
+            moves[now_s] = len(unseen)
+        for ref, old in existing.items():
+            if old <= cutoff:
                 counter.fresh += 1
-            new = now_s if old is None or now_s > old else old
-            if new == old:
-                continue
-            if old is not None and old > live_after:  # already in the total: move bucket
+            if now_s <= old:
+                continue  # already counted at this second or later
+            if old > live_after:  # already in the total: move it to the current bucket
                 moves[old] = moves.get(old, 0) - 1
-                moves[new] = moves.get(new, 0) + 1
-            elif new > live_after:  # joins the total
+                moves[now_s] = moves.get(now_s, 0) + 1
+            elif now_s > live_after:  # joins the total
                 counter.total += 1
-                moves[new] = moves.get(new, 0) + 1
-            rows.append((counter.scope, counter.data_class, ref, new))
+                moves[now_s] = moves.get(now_s, 0) + 1
+            rows.append((scope, data_class, ref, now_s))
         if rows:
             tx.executemany(
                 "INSERT INTO transfer_subjects (scope, data_class, subject_ref, last_at)"
