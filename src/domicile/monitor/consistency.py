@@ -80,7 +80,12 @@ class Consistency:
         self.decisions: dict[int, DecisionSeen] = {}
         """Decisions of the chunk being analysed: idx → (id, result, action, subject_ref)."""
         self.erased: dict[str, int] = {}
+        """Every erased subject reference of the log (kept in memory: every allowed
+        decision is checked against it, and erasures are few next to decisions)."""
         if state is not None:
+            self.erased.update(
+                state.query("SELECT subject_ref, idx FROM erasures WHERE origin = ?", [origin])
+            )
             for table, target in (
                 ("agreements", self.agreements),
                 ("destinations", self.destinations),
@@ -106,15 +111,7 @@ class Consistency:
 
     def erased_at(self, subject_ref: str) -> int | None:
         """The index of the erasure of `subject_ref` in this log, if any."""
-        if subject_ref in self.erased:
-            return self.erased[subject_ref]
-        if self.state is None:
-            return None
-        rows = self.state.query(
-            "SELECT idx FROM erasures WHERE origin = ? AND subject_ref = ?",
-            [self.origin, subject_ref],
-        )
-        return int(rows[0][0]) if rows else None
+        return self.erased.get(subject_ref)
 
     # -- per entry ----------------------------------------------------------------------
 
