@@ -29,6 +29,7 @@ from domicile.gateway.transform import Transformer
 from domicile.grants.store import Grant, GrantStore, grant_state
 from domicile.keys.custodian import Authorization, Custodian
 from domicile.keys.envelope import field_aad, open_sealed, seal
+from domicile.policy.engine import new_decision_id
 from domicile.policy.model import NO_GRANT
 from domicile.principals.store import Principal, PrincipalStore
 from domicile.residency.directory import SubjectDirectory
@@ -109,6 +110,26 @@ def check_subject_id(subject_id: str) -> None:
     """Refuse ids that cannot have been issued."""
     if not is_subject_id(subject_id):
         raise SubjectNotFound(f"no subject `{subject_id[:64]}`")
+
+
+DECISION_ID_SLOT = "@slot:decision_id@"
+SUBJECT_SLOT = "@slot:subject_ref@"
+
+
+def _shape(request: AccessRequest, decision: Decision) -> tuple[object, ...]:
+    """What a decision event is made of, but its decision id and subject, by identity.
+
+    Within one batch, requests and decisions that share these objects (principal, field
+    set, grant, transfer terms, policy ids, withheld reasons…) encode to the same entry
+    but for those two values; the objects are alive for the whole batch.
+    """
+    return (
+        id(request.principal), request.action, request.region, id(request.fields),
+        request.purpose, request.source_country, request.break_glass, id(request.grant),
+        id(request.transfer), decision.allowed, decision.reason, decision.policy_hash,
+        id(decision.policy_ids), id(decision.errors), id(decision.allowed_fields),
+        id(decision.withheld),
+    )  # fmt: skip
 
 
 def decision_event(request: AccessRequest, decision: Decision, subject_ref: str | None) -> Event:
@@ -208,12 +229,7 @@ class Gateway:
         self, items: Sequence[tuple[AccessRequest, str | None]], decisions: Sequence[Decision]
     ) -> list[Recorded]:
         """Record decisions (allows and denials) in one batch; return them with their indices."""
-        events = [
-            decision_event(
-                request, decision, self.subject_ref(request.region, sid) if sid else None
-            )
-            for (request, sid), decision in zip(items, decisions, strict=True)
-        ]
+        events = self._decision_events(items, decisions)
         # Break glass raises its alert in the same durable batch as the decision.
         alerts = [
             Event(
@@ -234,6 +250,29 @@ class Gateway:
             Recorded(request, decision, index)
             for (request, _), decision, index in zip(items, decisions, indices, strict=True)
         ]
+
+    def _decision_events(
+        self, items: Sequence[tuple[AccessRequest, str | None]], decisions: Sequence[Decision]
+    ) -> list[Event]:
+        """One decision event per item; items that differ only in decision id and subject
+        (a batch read) share one template, encoded once by the recorder."""
+        if len(items) < 2:
+            return [
+                decision_event(r, d, self.subject_ref(r.region, sid) if sid else None)
+                for (r, sid), d in zip(items, decisions, strict=True)
+            ]
+        templates: dict[tuple[object, ...], dict[str, Any]] = {}
+        events: list[Event] = []
+        for (request, sid), decision in zip(items, decisions, strict=True):
+            ref = self.subject_ref(request.region, sid) if sid else None
+            key = _shape(request, decision)
+            template = templates.get(key)
+            if template is None:
+                shaped = replace(decision, decision_id=DECISION_ID_SLOT)
+                template = templates[key] = decision_event(request, shaped, SUBJECT_SLOT).attributes
+            fill = {DECISION_ID_SLOT: decision.decision_id, SUBJECT_SLOT: ref}
+            events.append(Event("decision", request.region, template, fill))
+        return events
 
     def decide_all(self, items: Sequence[tuple[AccessRequest, str | None]]) -> list[Recorded]:
         """Decide requests and record every decision; callers raise or report denials."""
@@ -511,7 +550,7 @@ class Gateway:
                 decision = shared[key] = self.decider.decide(request)
                 out.append(decision)
             else:
-                out.append(replace(decision, decision_id=uuid.uuid4().hex))
+                out.append(replace(decision, decision_id=new_decision_id()))
         return out
 
     def _fetch_allowed(

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from domicile.errors import RecordingFailed
 from domicile.gateway.request import Event
-from domicile.ledger.entry import encode_entry
+from domicile.ledger.entry import canonical_json, encode_entry
 from domicile.ledger.sequencer import Sequencer
 
 
@@ -21,6 +21,47 @@ class Recorder(Protocol):
 
     def record(self, events: Sequence[Event]) -> list[int]:
         """Record events; return their ledger indices once durable."""
+
+
+def _filled(event: Event, time: str, templates: dict[int, bytes]) -> bytes:
+    """Encode an event whose attributes are a shared template with placeholders.
+
+    The template is encoded once per `record` call (events share the attributes
+    object); each placeholder string must occur exactly once in it, and is replaced by
+    the canonical JSON of the event's value, which keeps the entry canonical (keys do
+    not move, values are encoded as `encode_entry` would). Otherwise the event is
+    encoded filled in, the slow way.
+    """
+    assert event.fill is not None
+    template = templates.get(id(event.attributes))
+    if template is None:
+        template = templates[id(event.attributes)] = encode_entry(
+            event.kind, event.region, time, event.attributes
+        )
+    entry = template
+    for placeholder, value in event.fill.items():
+        quoted = canonical_json(placeholder)
+        if entry.count(quoted) != 1:
+            return encode_entry(event.kind, event.region, time, fill_in(event))
+        entry = entry.replace(quoted, canonical_json(value))
+    return entry
+
+
+def fill_in(event: Event) -> dict[str, Any]:
+    """The event's attributes with its placeholders replaced (the reference encoding)."""
+    assert event.fill is not None
+    fill = event.fill
+
+    def walk(value: object) -> object:
+        if isinstance(value, str) and value in fill:
+            return fill[value]
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    return walk(event.attributes)  # type: ignore[return-value]
 
 
 def _now() -> str:
@@ -37,8 +78,12 @@ class LedgerRecorder:
         """Encode and append events, one group-committed batch per region."""
         time = _now()
         by_region: dict[str, list[tuple[int, bytes]]] = {}
+        templates: dict[int, bytes] = {}
         for position, event in enumerate(events):
-            entry = encode_entry(event.kind, event.region, time, event.attributes)
+            if event.fill is None:
+                entry = encode_entry(event.kind, event.region, time, event.attributes)
+            else:
+                entry = _filled(event, time, templates)
             by_region.setdefault(event.region, []).append((position, entry))
         indices = [0] * len(events)
         for region, items in by_region.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -89,3 +90,9 @@ class Event:
     kind: str
     region: str
     attributes: dict[str, Any] = field(default_factory=dict)
+    fill: Mapping[str, str | None] | None = None
+    """Values for placeholders in `attributes`, when several events share one template.
+
+    The recorder encodes a shared `attributes` object once and puts each event's values
+    in place of the placeholder strings (see `LedgerRecorder`); the bytes are the same
+    as encoding the filled-in attributes."""

@@ -94,7 +94,7 @@ def encode_entry(kind: str, region: str, time: str, attributes: Mapping[str, Jso
     return canonical_json(body)
 
 
-def canonical_json(body: Mapping[str, Json]) -> bytes:
+def canonical_json(body: Json | Mapping[str, Json]) -> bytes:
     """The canonical bytes of a JSON value (checked to hold only JSON types).
 
     The canonical form is Python's `json.dumps(sort_keys=True, separators=(",", ":"),
