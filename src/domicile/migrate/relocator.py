@@ -46,6 +46,39 @@ class _Copying:
     jobs: list[futures.Future[None]]
 
 
+class _Lanes:
+    """One thread per database written during a copy (a region's keyring or vault).
+
+    A SQLite connection belongs to a thread, with its own page and statement caches;
+    with one thread per database, a long run keeps one connection per database, and
+    its memory stays what it was after the first pages.
+    """
+
+    def __init__(self) -> None:
+        self._threads: dict[str, futures.ThreadPoolExecutor] = {}
+
+    def submit(
+        self,
+        lane: str,
+        fn: Callable[[Batch, PreparedBatch], None],
+        batch: Batch,
+        prepared: PreparedBatch,
+    ) -> futures.Future[None]:
+        """Run `fn(batch, prepared)` in the lane's thread, after what it was given before."""
+        thread = self._threads.get(lane)
+        if thread is None:
+            thread = futures.ThreadPoolExecutor(1, thread_name_prefix=f"migrate-{lane}")
+            self._threads[lane] = thread
+        return thread.submit(fn, batch, prepared)
+
+    def __enter__(self) -> _Lanes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for thread in self._threads.values():
+            thread.shutdown(wait=True)
+
+
 @dataclass(frozen=True)
 class Operator:
     """Who runs the migration, as the ledger names them (no personal data)."""
@@ -124,7 +157,7 @@ class Relocator:
         started = time.monotonic()
         spec = self.prepare_spec()
         with (
-            futures.ThreadPoolExecutor(4, thread_name_prefix="migrate-copy") as self._pool,
+            _Lanes() as self._lanes,
             futures.ThreadPoolExecutor(1, thread_name_prefix="migrate-finish") as self._finisher,
             prepared_pages(self.source, spec, size, process=self.preparing_process) as pages,
         ):
@@ -175,10 +208,11 @@ class Relocator:
         so neither their order nor their interleaving matters; SQLite works on each
         without the GIL. The page becomes `moved` only after every one is verified.
         """
-        pool = self._pool
-        jobs = [job for batch, prepared in planned for job in (
-                    pool.submit(self._keep_keys, batch, prepared),
-                    pool.submit(self._store, batch, prepared))]  # fmt: skip
+        jobs: list[futures.Future[None]] = []
+        for batch, prepared in planned:
+            region = batch.region
+            jobs.append(self._lanes.submit(f"keys-{region}", self._keep_keys, batch, prepared))
+            jobs.append(self._lanes.submit(f"vault-{region}", self._store, batch, prepared))
         batches = [batch for batch, _ in planned]
         return _Copying(page_no, batches, [key for b in page.batches for key in b.keys], jobs)
 

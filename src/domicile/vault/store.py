@@ -43,6 +43,18 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
+_BULK = 400
+_BULK_MARKS = ", ".join("?" for _ in range(_BULK))
+
+
+def _bulk_chunk(ids: Sequence[str], start: int) -> tuple[str, ...]:
+    """`_BULK` ids from `start`, the last one repeated to fill a short chunk: bulk
+    statements keep one text, so a connection caches one prepared statement per kind
+    however many short chunks a long bulk load ends its batches with."""
+    chunk = tuple(ids[start : start + _BULK])
+    return chunk + (chunk[-1],) * (_BULK - len(chunk))
+
+
 class Vault:
     """One region's vault over a `Database` (a SQLite file or a PostgreSQL schema)."""
 
@@ -101,12 +113,10 @@ class Vault:
         """
         now = _now()
         with self.db.transaction() as tx:
-            for start in range(0, len(subject_ids), 400):
-                chunk = subject_ids[start : start + 400]
+            for start in range(0, len(subject_ids), _BULK):
                 tx.execute(
-                    "DELETE FROM subjects WHERE state = 'relocated' AND id IN"
-                    f" ({', '.join('?' for _ in chunk)})",
-                    tuple(chunk),
+                    f"DELETE FROM subjects WHERE state = 'relocated' AND id IN ({_BULK_MARKS})",
+                    _bulk_chunk(subject_ids, start),
                 )
             tx.executemany(
                 "INSERT INTO subjects (id, state, version, catalog_version, created_at, updated_at)"
@@ -122,15 +132,15 @@ class Vault:
         collate = ' COLLATE "C"' if self.db.dialect == "postgres" else ""
         active = 0
         out: list[tuple[str, str, bytes]] = []
-        for start in range(0, len(ids), 400):
-            chunk = tuple(ids[start : start + 400])
-            marks = ", ".join("?" for _ in chunk)
+        for start in range(0, len(ids), _BULK):
+            chunk = _bulk_chunk(ids, start)
             counted = self.db.query(
-                f"SELECT COUNT(*) FROM subjects WHERE state = 'active' AND id IN ({marks})", chunk
+                f"SELECT COUNT(*) FROM subjects WHERE state = 'active' AND id IN ({_BULK_MARKS})",
+                chunk,
             )
             active += int(counted[0][0])
             rows = self.db.query(
-                f"SELECT subject_id, name, sealed FROM fields WHERE subject_id IN ({marks})"
+                f"SELECT subject_id, name, sealed FROM fields WHERE subject_id IN ({_BULK_MARKS})"
                 f" ORDER BY subject_id{collate}, name{collate}",
                 chunk,
             )
@@ -301,11 +311,10 @@ class Vault:
     def discard_many(self, subject_ids: Sequence[str]) -> None:
         """`discard` for many subjects of a failed bulk copy, in one transaction."""
         with self.db.transaction() as tx:
-            for start in range(0, len(subject_ids), 400):
-                chunk = tuple(subject_ids[start : start + 400])
-                marks = ", ".join("?" for _ in chunk)
-                tx.execute(f"DELETE FROM fields WHERE subject_id IN ({marks})", chunk)
-                tx.execute(f"DELETE FROM subjects WHERE id IN ({marks})", chunk)
+            for start in range(0, len(subject_ids), _BULK):
+                chunk = _bulk_chunk(subject_ids, start)
+                tx.execute(f"DELETE FROM fields WHERE subject_id IN ({_BULK_MARKS})", chunk)
+                tx.execute(f"DELETE FROM subjects WHERE id IN ({_BULK_MARKS})", chunk)
 
     def state(self, subject_id: str) -> SubjectState | None:
         """Return a subject's state here, or None if this vault never held it."""
