@@ -28,7 +28,7 @@ from domicile.gateway.request import AccessRequest, Action, Decision, Event, Tra
 from domicile.gateway.transform import Transformer
 from domicile.grants.store import Grant, GrantStore, grant_state
 from domicile.keys.custodian import Authorization, Custodian
-from domicile.keys.envelope import field_aad, open_sealed, seal
+from domicile.keys.envelope import field_aad, open_fields, seal
 from domicile.policy.engine import new_decision_id
 from domicile.policy.model import NO_GRANT
 from domicile.principals.store import Principal, PrincipalStore
@@ -368,12 +368,8 @@ class Gateway:
         self, region: str, subject_id: str, key: bytes, sealed: Mapping[str, bytes]
     ) -> dict[str, JsonValue]:
         """Decrypt one subject's sealed values."""
-        return {
-            name: self.catalog.decode(
-                name, open_sealed(key, blob, field_aad(subject_id, region, name))
-            )
-            for name, blob in sealed.items()
-        }
+        opened = open_fields(key, subject_id, region, sealed)  # one cipher per subject
+        return {name: self.catalog.decode(name, data) for name, data in opened.items()}
 
     def unwrap(self, recorded: Recorded, subject_id: str) -> bytes:
         """The subject's data key, against a recorded allow decision."""

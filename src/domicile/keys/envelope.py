@@ -19,6 +19,7 @@ NONCE_BYTES = 12
 # Version byte in front of every sealed value so the format can change later.
 _FORMAT_V1 = b"\x01"
 _AAD_LABEL = b"domicile-field/v1"
+_LABEL_PART = len(_AAD_LABEL).to_bytes(2, "big") + _AAD_LABEL
 
 
 def new_data_key() -> bytes:
@@ -29,8 +30,11 @@ def new_data_key() -> bytes:
 def field_aad(subject_id: str, region: str, field: str) -> bytes:
     """Associated data binding a sealed value to its subject, region and field."""
     # Length-prefixed parts: no two (subject, region, field) triples encode alike.
-    parts = [_AAD_LABEL, subject_id.encode(), region.encode(), field.encode()]
-    return b"".join(len(p).to_bytes(2, "big") + p for p in parts)
+    s, r, f = subject_id.encode(), region.encode(), field.encode()
+    return b"".join(
+        (_LABEL_PART, len(s).to_bytes(2, "big"), s, len(r).to_bytes(2, "big"), r,
+         len(f).to_bytes(2, "big"), f)
+    )  # fmt: skip
 
 
 def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
