@@ -14,6 +14,7 @@ import click
 from domicile.catalog.catalog import load_catalog
 from domicile.monitor.alerts import Sink, log_line, webhook_sink
 from domicile.monitor.client import LogClient
+from domicile.monitor.pdf import print_pdf
 from domicile.monitor.report import parse_time, write_report
 from domicile.monitor.server import make_server, serve_in_thread
 from domicile.monitor.service import STATE_FILE, Monitor, MonitorConfig
@@ -126,6 +127,7 @@ def witness_key(data_dir: Path, witness_name: str) -> None:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="output directory")
 @click.option("--catalog-file", type=click.Path(path_type=Path), default=None)
 @click.option("--state-url", default=None, help="the monitor's postgresql:// state url, if any")
+@click.option("--pdf", is_flag=True, help="also print report.pdf (needs Chromium)")
 def report(
     data_dir: Path,
     start: str | None,
@@ -133,6 +135,7 @@ def report(
     out: Path,
     catalog_file: Path | None,
     state_url: str | None,
+    pdf: bool,
 ) -> None:
     """Write an audit report (report.json, report.html) from the monitor's state."""
     path = data_dir / STATE_FILE
@@ -147,6 +150,11 @@ def report(
         made = write_report(state, load_catalog(catalog_file), out, bounds[0], bounds[1])
     finally:
         state.close()
+    if pdf:
+        print_pdf(out / "report.html", out / "report.pdf")
     entries = sum(r["entries_in_period"] for r in made["regions"].values())
-    click.echo(f"{out / 'report.json'}, {out / 'report.html'}: {len(made['regions'])} logs, "
+    written = ", ".join(
+        str(out / n) for n in ("report.json", "report.html", "report.pdf")[: 2 + pdf]
+    )
+    click.echo(f"{written}: {len(made['regions'])} logs, "
                f"{entries} entries, {len(made['alerts']['list'])} alerts")  # fmt: skip

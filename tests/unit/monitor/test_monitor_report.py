@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from domicile.api.app import create_app
 from domicile.cli import main
 from domicile.gateway.request import Event
 from domicile.monitor.client import LogClient
+from domicile.monitor.pdf import find_chromium
 from domicile.monitor.service import Monitor, MonitorConfig
 from domicile.runtime import Runtime, open_runtime
 from domicile.settings import Settings
@@ -212,3 +214,36 @@ def test_period_excludes_entries_outside_it(world: World, tmp_path: Path) -> Non
 def _entries(world: World, region: str) -> list[bytes]:
     log = world.runtime.logs[region]
     return [log.entry(i) for i in range(log.size)]
+
+
+def test_report_prints_to_pdf(world: World, tmp_path: Path) -> None:
+    if find_chromium() is None:
+        reason = "no chromium (Debian package `chromium`; `make install` adds it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs chromium: {reason}")
+        pytest.skip(reason)
+    data_dir, out = tmp_path / "mon", tmp_path / "out"
+    _run_monitor(world, data_dir)
+    result = CliRunner().invoke(main, [
+        "monitor", "report", "--data-dir", str(data_dir), "--out", str(out), "--pdf",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    pdf = (out / "report.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF-")
+    assert b"/Type /Page" in pdf or b"/Type/Page" in pdf
+    assert "report.pdf" in result.output
+
+
+def test_pdf_without_chromium_is_a_clear_error(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir, out = tmp_path / "mon", tmp_path / "out"
+    _run_monitor(world, data_dir)
+    monkeypatch.setenv("DOMICILE_CHROMIUM", str(tmp_path / "no-such-chromium"))
+    result = CliRunner().invoke(main, [
+        "monitor", "report", "--data-dir", str(data_dir), "--out", str(out), "--pdf",
+    ])  # fmt: skip
+    assert result.exit_code != 0
+    assert "chromium" in result.output.lower()
+    assert len(result.output.strip().splitlines()) == 1
+    assert (out / "report.json").exists()  # what could be written was kept
