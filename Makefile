@@ -7,9 +7,10 @@ ARGS ?=
 
 .PHONY: install up test lint bench chromium
 
-install: $(VENV)/.installed chromium
+install: $(VENV)/.installed
 
-# The console's browser tests drive Debian's chromium (Playwright never downloads one).
+# The console's browser tests and the monitor's PDF report drive Debian's chromium
+# (Playwright never downloads one); only the test run needs it, not `make up`.
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
@@ -27,7 +28,7 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+test: lint chromium
 	$(BIN)/pytest -n 2 -p no:cacheprovider
 
 bench: install
