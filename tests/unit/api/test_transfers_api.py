@@ -17,9 +17,11 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from domicile.api.app import create_app
+from domicile.cli import main
 from domicile.client import Client
 from domicile.errors import AccessDenied
 from domicile.ledger.entry import decode_entry
@@ -531,3 +533,25 @@ def test_python_client_exports_and_resolves(world: World) -> None:
         tiny.get(world.crowd[0], purpose="analytics", fields=["display_name"])
     with client("analyst-us") as analyst, pytest.raises(AccessDenied):
         analyst.export_dataset(io.BytesIO(), region="eu-ie", agreement="eu-us-analytics")
+
+
+def test_cli_names_the_field_an_agreement_can_never_send(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transport = _InProcess(world.api._transport)
+    monkeypatch.setattr(
+        "domicile.cli_transfers.open_client",
+        lambda url, token, token_file: Client(
+            "http://testserver", token or "", transport=transport
+        ),
+    )
+    world.api.put("/v1/destinations/Bear Co", json={"country": "RU", "status": "trusted"},
+                  headers=world.h("admin"))  # fmt: skip
+    terms = tmp_path / "terms.json"
+    terms.write_text(json.dumps(_agreement("eu-ru-cli", "Bear Co", {"bio": None},
+                                           destination_country="RU")))  # fmt: skip
+    result = CliRunner().invoke(
+        main, ["transfers", "agree", str(terms), "--token", world.tokens["admin"]]
+    )
+    assert result.exit_code == 1
+    assert "field `bio` can never be sent to `Bear Co` in `RU`" in result.output
