@@ -393,7 +393,12 @@ def prepare_export(
     qis = _quasi_identifiers(desk, fields, spec)
     checker = KAnonymityChecker(k)
     handle = _spool_file("domicile-export-", ".ndjson", spool_dir)
-    refs = _spool_file("domicile-export-", ".refs", spool_dir)
+    try:
+        refs = _spool_file("domicile-export-", ".refs", spool_dir)
+    except BaseException:
+        handle.close()
+        os.unlink(handle.name)
+        raise
     try:
         with handle, refs:
             done = _spool(gateway, desk, recorded, spec, page, handle, refs, checker, qis)
