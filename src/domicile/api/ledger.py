@@ -20,7 +20,14 @@ from domicile.ledger.entry import decode_entry
 from domicile.ledger.log import RegionLog
 from domicile.ledger.merkle import leaf_hash as hash_leaf
 from domicile.ledger.proof_bundle import ProofBundle, format_bundle
-from domicile.ledger.tiles import TILE_WIDTH, BundleRef, encode_bundle, parse_path
+from domicile.ledger.tiles import (
+    TILE_HEIGHT,
+    TILE_WIDTH,
+    BundleRef,
+    TileRef,
+    encode_bundle,
+    parse_path,
+)
 
 router = APIRouter(prefix="/v1/regions/{region}/log", tags=["ledger"])
 
@@ -28,11 +35,17 @@ TEXT = "text/plain; charset=utf-8"
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 
-def _log(request: Request, region: str) -> RegionLog:
+def _log(request: Request, region: str, reach: int = 0) -> RegionLog:
+    """The region's log, caught up to `reach` entries if another process (a second
+    gateway, a migration run) integrated them into the same store since it last looked:
+    a checkpoint read from the store may be ahead of this process's view."""
     logs = runtime_of(request).logs
     if region not in logs:
         raise UnknownRegion(f"no region `{region[:40]}`")
-    return logs[region]
+    log = logs[region]
+    if reach > log.size:
+        log.refresh()
+    return log
 
 
 class InclusionBody(BaseModel):
@@ -87,8 +100,8 @@ def key(request: Request, region: str) -> Response:
 @router.get("/tile/{path:path}", response_class=Response)
 def tile(request: Request, region: str, path: str) -> Response:
     """A hash tile or an entry bundle, exactly as C2SP tlog-tiles lays them out."""
-    log = _log(request, region)
     ref = parse_path("tile/" + path)
+    log = _log(request, region, (ref.index * TILE_WIDTH + ref.width) << (TILE_HEIGHT * _level(ref)))
     if isinstance(ref, BundleRef):
         entries = log.bundle(ref.index)
         if len(entries) < ref.width:
@@ -119,7 +132,7 @@ def inclusion(
     leaf_hash: Annotated[str | None, Query(description="base64 leaf hash")] = None,
 ) -> InclusionBody:
     """Inclusion proof of an entry, by index or by leaf hash (RFC 9162 §2.1.3)."""
-    log = _log(request, region)
+    log = _log(request, region, max(size or 0, (index or 0) + 1))
     if (index is None) == (leaf_hash is None):
         raise InvalidInput("give exactly one of `index` and `leaf_hash`")
     tree = size if size is not None else log.size
@@ -141,7 +154,7 @@ def consistency(
     size2: Annotated[int | None, Query(ge=1, description="default: latest")] = None,
 ) -> ConsistencyBody:
     """Consistency proof between two tree sizes (RFC 9162 §2.1.4)."""
-    log = _log(request, region)
+    log = _log(request, region, max(size1, size2 or 0))
     second = size2 if size2 is not None else log.size
     return ConsistencyBody(
         size1=size1,
@@ -156,7 +169,7 @@ def consistency(
 def bundle(request: Request, region: str, index: int) -> Response:
     """A C2SP tlog-proof for one entry (the entry itself in `extra`), against a signed
     checkpoint that covers it; `domicile verify` checks it offline."""
-    log = _log(request, region)
+    log = _log(request, region, index + 1)
     entry = log.entry(index)
     latest = log.latest_checkpoint()
     if latest is None or latest.size <= index:
@@ -164,6 +177,11 @@ def bundle(request: Request, region: str, index: int) -> Response:
     proof = log.inclusion_proof(index, latest.size)
     text = format_bundle(ProofBundle(index, tuple(proof), latest.note, entry))
     return Response(text, media_type=TEXT)
+
+
+def _level(ref: object) -> int:
+    """A tile's level (an entry bundle covers entries, like level 0)."""
+    return ref.level if isinstance(ref, TileRef) else 0
 
 
 class UnwrapBody(BaseModel):

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from domicile.api.app import create_app
 from domicile.errors import StorageError
 from domicile.ledger.entry import decode_entry
 from domicile.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from domicile.ledger.note import parse_verifier_key
 from domicile.ledger.proof_bundle import verify_bundle
-from domicile.runtime import Runtime
+from domicile.ledger.tiles import bundle_path, decode_bundle
+from domicile.runtime import Runtime, open_runtime
+from domicile.settings import Settings
 
 PERSON = {"full_name": "Ingrid Hansen", "email": "ingrid.hansen@example.org", "bio": "skier"}
 
@@ -165,3 +169,29 @@ def test_custodian_unwraps_are_served_for_the_monitor(
     entry = decode_entry(runtime.logs["eu-ie"].entry(records[0]["ledger_index"]))
     assert entry["decision_id"] == records[0]["decision_id"]
     assert api.get(f"/v1/regions/eu-ie/log/unwraps?after={records[0]['id']}").json() == records[1:]
+
+
+def test_entries_another_process_wrote_are_served(tmp_path: Path) -> None:
+    """A second process on the same store (a migration run, another gateway) signs a
+    checkpoint past this process's view: its entries and proofs are served, not 404."""
+    settings = Settings(data_dir=tmp_path / "gw", checkpoint_interval=3600)
+    first = open_runtime(settings)
+    try:
+        with TestClient(create_app(settings, first)) as api:
+            before = first.logs["eu-ie"].size
+            second = open_runtime(settings)  # logs its start entries and signs them
+            try:
+                size = second.logs["eu-ie"].size
+            finally:
+                second.close()
+            assert size > before == first.logs["eu-ie"].size
+            note = api.get("/v1/regions/eu-ie/log/checkpoint").text
+            assert note.splitlines()[1] == str(size)
+            got = api.get(f"/v1/regions/eu-ie/log/{bundle_path(0, size)}")
+            assert got.status_code == 200, got.text
+            assert len(decode_bundle(got.content, size)) == size
+            proof = api.get(f"/v1/regions/eu-ie/log/proof/consistency?size1={before}&size2={size}")
+            assert proof.status_code == 200, proof.text
+            assert api.get(f"/v1/regions/eu-ie/log/bundle/{size - 1}").status_code == 200
+    finally:
+        first.close()
