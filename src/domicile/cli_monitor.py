@@ -5,6 +5,7 @@ It imports only the monitor package, which imports only pure ledger and policy c
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import click
 
 from domicile.catalog.catalog import load_catalog
-from domicile.monitor.alerts import Sink, log_line, webhook_sink
+from domicile.monitor.alerts import LOG, Sink, log_line, webhook_sink
 from domicile.monitor.client import LogClient
 from domicile.monitor.pdf import print_pdf
 from domicile.monitor.report import parse_time, write_report
@@ -101,7 +102,7 @@ def monitor(
         raised = mon.run_once()
         while not once:
             time.sleep(interval)
-            raised += mon.run_once()
+            raised += _round(mon)
     except KeyboardInterrupt:
         pass
     finally:
@@ -110,6 +111,18 @@ def monitor(
         mon.close()
     if once and raised:
         ctx.exit(3)
+
+
+def _round(mon: Monitor) -> int:
+    """One round of a long-running monitor: a failure is logged and the next round tries
+    again (a gateway restarting, a full disk), instead of ending the monitor."""
+    try:
+        return mon.run_once()
+    except Exception as exc:
+        LOG.error(
+            json.dumps({"event": "round-failed", "error": f"{type(exc).__name__}: {exc}"[:300]})
+        )
+        return 0
 
 
 @monitor.command("witness-key")
