@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
+import itertools
 import json
 import os
 import sqlite3
@@ -91,7 +92,7 @@ def run_counter(args: dict[str, Any]) -> dict[str, Any]:
     config = ThresholdConfig(limits={CLASS: 10**12}, field_classes={"email": CLASS})
     counter = ThresholdCounter(db, KEY, config)
     marks = _marks(args["events"])
-    rss, blocked = [], 0
+    rss, at_marks, blocked = [], [], 0
     start = time.perf_counter()
     for done, country, ids, at in batches(args):
         status = counter.check_and_count(
@@ -101,14 +102,16 @@ def run_counter(args: dict[str, Any]) -> dict[str, Any]:
         while marks and done >= marks[0]:
             marks.pop(0)
             rss.append(rss_kib())
+            at_marks.append(time.perf_counter() - start)
     seconds = time.perf_counter() - start
     end = T0 + timedelta(days=1)
     counts = {
         c: counter.count(f"country:{c}", CLASS, at=end) for c in COUNTRIES[: args["countries"]]
     }
     db.close()
+    quarters = _quarters(args["events"], at_marks)
     return {"seconds": seconds, "rss": rss, "blocked": blocked, "counts": counts,
-            "db_bytes": db_bytes(path)}  # fmt: skip
+            "db_bytes": db_bytes(path), "quarters": quarters}  # fmt: skip
 
 
 def run_raw(args: dict[str, Any]) -> dict[str, Any]:
@@ -119,7 +122,7 @@ def run_raw(args: dict[str, Any]) -> dict[str, Any]:
         conn.execute(f"PRAGMA {pragma}")
     conn.execute("CREATE TABLE events (ref TEXT, country TEXT, data_class TEXT, at INTEGER)")
     marks = _marks(args["events"])
-    rss = []
+    rss, at_marks = [], []
     start = time.perf_counter()
     for done, country, ids, at in batches(args):
         now_s = int(at.timestamp())
@@ -134,12 +137,20 @@ def run_raw(args: dict[str, Any]) -> dict[str, Any]:
         while marks and done >= marks[0]:
             marks.pop(0)
             rss.append(rss_kib())
+            at_marks.append(time.perf_counter() - start)
     seconds = time.perf_counter() - start
     counts = dict(
         conn.execute("SELECT country, COUNT(DISTINCT ref) FROM events GROUP BY country").fetchall()
     )
     conn.close()
-    return {"seconds": seconds, "rss": rss, "counts": counts, "db_bytes": db_bytes(path)}
+    return {"seconds": seconds, "rss": rss, "counts": counts, "db_bytes": db_bytes(path),
+            "quarters": _quarters(args["events"], at_marks)}  # fmt: skip
+
+
+def _quarters(events: int, at_marks: list[float]) -> list[float]:
+    """Events/s in each quarter of the run (flat = the cost does not grow with the table)."""
+    bounds = [0.0, *at_marks]
+    return [events / 4 / max(b - a, 1e-9) for a, b in itertools.pairwise(bounds)]
 
 
 def _marks(events: int) -> list[int]:
@@ -216,10 +227,11 @@ def main() -> None:
                 f"{ratio(rates[name], rates['raw INSERT']):.3f}",
                 fmt(median([r["peak_rss"] for r in v]) / 1024),
                 " / ".join(fmt(kib / 1024) for kib in v[-1]["rss"]),
+                " / ".join(fmt(rate) for rate in v[-1]["quarters"]),
                 fmt(median([r["db_bytes"] for r in v]) / 2**20, 1),
             ])  # fmt: skip
         header = ["path", "seconds", "events/s", "vs raw", "peak RSS MiB",
-                  "RSS MiB at 25/50/75/100 %", "db MiB"]  # fmt: skip
+                  "RSS MiB at 25/50/75/100 %", "events/s per quarter", "db MiB"]  # fmt: skip
         print(table(header, rows))
         distinct = sum(runs["check_and_count"][-1]["counts"].values())
         print(
