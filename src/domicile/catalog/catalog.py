@@ -41,7 +41,7 @@ import orjson
 from domicile.catalog.validators import FIELD_TYPES
 from domicile.config_file import TomlReader, read_config_text, shown
 from domicile.errors import CatalogError, InvalidFieldValue, PayloadTooLarge, UnknownField
-from domicile.jsonvalues import no_floats
+from domicile.jsonvalues import is_json
 
 __all__ = [
     "TRANSFORMS",
@@ -113,7 +113,7 @@ def _fast_decode(data: bytes) -> object:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:
         return _NOT_FAST
-    if type(value) in (dict, list, float) and not no_floats(value):
+    if type(value) in (dict, list, float) and not is_json(value):
         return _NOT_FAST
     try:
         again = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from domicile.errors import LedgerError
-from domicile.jsonvalues import no_floats
+from domicile.jsonvalues import is_json
 
 ENTRY_VERSION = 1
 
@@ -44,31 +44,8 @@ KINDS = frozenset(
 Json = None | bool | int | str | list["Json"] | dict[str, "Json"]
 
 
-def _is_json(value: Any) -> bool:
-    """True if `value` holds only JSON types (str keys; no floats, tuples or others)."""
-    # Hot path (every decision): iterative, exact type tests first, no path strings
-    # unless something is wrong (then `_check` walks again to say where).
-    stack = [value]
-    pop, extend = stack.pop, stack.extend
-    while stack:
-        item = pop()
-        kind = type(item)
-        if kind is str or kind is int or kind is bool or item is None:
-            continue
-        if kind is dict:
-            for key in item:
-                if type(key) is not str:
-                    return False
-            extend(item.values())
-        elif kind is list:
-            extend(item)
-        elif not isinstance(item, str | int):  # subclasses (enum members) are their value
-            return False
-    return True
-
-
 def _check(value: Any, where: str) -> None:
-    if _is_json(value):
+    if is_json(value):
         return
     if isinstance(value, list):
         for i, item in enumerate(value):
@@ -140,7 +117,7 @@ def decode_entry(data: bytes) -> dict[str, Json]:
     if (
         type(body) is dict
         and _printable_ascii(data)
-        and no_floats(body)
+        and is_json(body)
         and orjson.dumps(body, option=orjson.OPT_SORT_KEYS) == data
     ):
         return _checked(body)
