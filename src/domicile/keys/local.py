@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from domicile.errors import AccessDenied, ConfigError, Conflict, IntegrityError, KeyDestroyed
 from domicile.keys.custodian import Authorization, UnwrapRecord
 from domicile.keys.envelope import NONCE_BYTES, new_data_key, open_sealed_with, seal
-from domicile.storage.database import SqliteDatabase
+from domicile.storage.database import SqliteDatabase, insert_values
 from domicile.storage.group_commit import GroupCommit
 from domicile.storage.migrations import migrate
 from domicile.storage.url import SqliteUrl
@@ -108,9 +108,10 @@ class LocalCustodian:
             wrapped = b"\x01" + nonce + kek.encrypt(nonce, key, self._aad(subject_id))
             rows.append((subject_id, _KEK_ID, wrapped, salts[16 * i : 16 * (i + 1)]))
         with self._db.transaction() as tx:
-            tx.executemany(
-                "INSERT INTO data_keys (subject_id, kek_id, wrapped, ref_salt, destroyed)"
-                " VALUES (?, ?, ?, ?, 0)",
+            insert_values(
+                tx,
+                "INSERT INTO data_keys (subject_id, kek_id, wrapped, ref_salt, destroyed) VALUES",
+                "(?, ?, ?, ?, 0)",
                 rows,
             )
 

@@ -19,6 +19,9 @@ from domicile.migrate.mapping import MappingSpec
 from domicile.storage.database import PostgresDatabase, SqliteDatabase, open_database
 from domicile.storage.url import SqliteUrl, StorageUrl, parse_storage_url
 
+_CHUNK = 400
+"""Ids per delete or tombstone statement."""
+
 LegacyRow = tuple[Any, ...]
 """(typed id, country, mapped column values in mapping order)."""
 
@@ -103,21 +106,26 @@ class LegacySource:
 
     def remove(self, keys: Sequence[str]) -> int:
         """Delete or tombstone the rows of `keys` in one transaction; idempotent."""
-        ids = [(legacy_id(k),) for k in keys]
+        ids = [legacy_id(k) for k in keys]
         if not ids:
             return 0
+        marks = ", ".join("?" for _ in range(_CHUNK))
+        head: tuple[str, ...] = ()
+        if self.mapping.tombstone_column is None:
+            statement = f"DELETE FROM {self._table} WHERE {self._id} IN ({marks})"
+        else:
+            # A tombstone keeps the id and the time, never a value.
+            cleared = ", ".join(f"{_quote(c)} = NULL" for c in self.mapping.columns)
+            statement = (
+                f"UPDATE {self._table} SET {_quote(self.mapping.tombstone_column)} = ?,"
+                f" {cleared} WHERE {self._id} IN ({marks})"
+            )
+            head = (datetime.now(UTC).isoformat(timespec="seconds"),)
         with self.db.transaction() as tx:
-            if self.mapping.tombstone_column is None:
-                tx.executemany(f"DELETE FROM {self._table} WHERE {self._id} = ?", ids)
-            else:
-                # A tombstone keeps the id and the time, never a value.
-                cleared = ", ".join(f"{_quote(c)} = NULL" for c in self.mapping.columns)
-                now = datetime.now(UTC).isoformat(timespec="seconds")
-                tx.executemany(
-                    f"UPDATE {self._table} SET {_quote(self.mapping.tombstone_column)} = ?,"
-                    f" {cleared} WHERE {self._id} = ?",
-                    [(now, i) for (i,) in ids],
-                )
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                # A short chunk repeats its last id: one statement text for every chunk.
+                tx.execute(statement, (*head, *chunk, *[chunk[-1]] * (_CHUNK - len(chunk))))
         return len(ids)
 
     def present(self, keys: Sequence[str]) -> list[str]:

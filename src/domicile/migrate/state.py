@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from domicile.migrate.classify import Quarantined
-from domicile.storage.database import Database, Tx
+from domicile.storage.database import Database, Tx, insert_values
 from domicile.storage.migrations import migrate
 
 
@@ -132,19 +132,22 @@ class ProgressStore:
             seq = 0
             for batch, rows in batches:
                 bid, region = batch.batch_id, batch.region
-                tx.executemany(
+                insert_values(
+                    tx,
                     "INSERT INTO migrate_rows (source_id, legacy_key, batch_id, seq, subject_id,"
-                    " region, digest) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    " region, digest) VALUES",
+                    "(?, ?, ?, ?, ?, ?, ?)",
                     [(sid, key, bid, seq + i, subject_id, region, digest)
                      for i, (key, subject_id, digest)
                      in enumerate(zip(rows.keys, rows.subject_ids, rows.digests, strict=True))],
                 )  # fmt: skip
                 seq += len(rows.keys)
                 # The directory's own two-phase marker, in the same transaction as the intent.
-                tx.executemany(
+                insert_values(
+                    tx,
                     "INSERT INTO subject_directory (id, home_region, state, moving_to,"
-                    " moved_from, created_at, updated_at)"
-                    " VALUES (?, ?, 'registering', NULL, NULL, ?, ?)",
+                    " moved_from, created_at, updated_at) VALUES",
+                    "(?, ?, 'registering', NULL, NULL, ?, ?)",
                     [(subject_id, region, now, now) for subject_id in rows.subject_ids],
                 )
             if release:

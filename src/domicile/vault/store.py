@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from domicile.errors import SubjectErased, SubjectNotFound, VersionMismatch
-from domicile.storage.database import Database
+from domicile.storage.database import Database, insert_values
 from domicile.storage.migrations import migrate
 
 
@@ -118,12 +118,16 @@ class Vault:
                     f"DELETE FROM subjects WHERE state = 'relocated' AND id IN ({_BULK_MARKS})",
                     _bulk_chunk(subject_ids, start),
                 )
-            tx.executemany(
-                "INSERT INTO subjects (id, state, version, catalog_version, created_at, updated_at)"
-                " VALUES (?, 'active', 1, ?, ?, ?)",
+            insert_values(
+                tx,
+                "INSERT INTO subjects (id, state, version, catalog_version, created_at,"
+                " updated_at) VALUES",
+                "(?, 'active', 1, ?, ?, ?)",
                 [(subject_id, catalog_version, now, now) for subject_id in subject_ids],
             )
-            tx.executemany("INSERT INTO fields (subject_id, name, sealed) VALUES (?, ?, ?)", rows)
+            insert_values(
+                tx, "INSERT INTO fields (subject_id, name, sealed) VALUES", "(?, ?, ?)", rows
+            )
 
     def sealed_rows(self, subject_ids: Sequence[str]) -> tuple[int, list[tuple[str, str, bytes]]]:
         """(active subjects among `subject_ids`, their (subject id, field, sealed) rows

@@ -17,7 +17,7 @@ from domicile.migrate.source import LegacySource
 from domicile.migrate.state import Batch, ProgressStore
 from domicile.runtime import control_storage, open_runtime
 from domicile.settings import Settings
-from domicile.storage.database import open_database
+from domicile.storage.database import ROWS_PER_INSERT, open_database
 
 ROWS = 600
 
@@ -179,3 +179,16 @@ def test_a_row_fixed_at_the_source_leaves_the_quarantine(
         db.close()
     done = verify_migration(settings, legacy, None, None, deep=True)
     assert done.moved == first.moved + 1
+
+
+def test_large_pages_use_multi_row_statements_and_verify(
+    settings: Settings, legacy: LegacySource
+) -> None:
+    # One page of every row: the eu-ie batch has more rows than one multi-row
+    # statement holds (storage.database.ROWS_PER_INSERT), so full statements and the
+    # rest one by one both write it.
+    report, _ = run_migration(settings, legacy, batch_size=ROWS, preparing_process=False)
+    assert report.per_region["eu-ie"] > ROWS_PER_INSERT
+    done = verify_migration(settings, legacy, None, None, deep=True)
+    assert done.moved == report.moved
+    assert legacy.count_live() == report.quarantined
