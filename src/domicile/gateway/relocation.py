@@ -115,8 +115,13 @@ def recover(gateway: Gateway) -> int:
     """Finish or undo registrations and relocations a crash left open; return how many."""
     pending = gateway.directory.pending()
     unregistered = [e for e in pending if e.state == "registering"]
+    by_region: dict[str, list[str]] = {}
     for entry in unregistered:
-        _discard_copy(gateway, entry.id, entry.home_region)
+        by_region.setdefault(entry.home_region, []).append(entry.id)
+    for region, ids in by_region.items():  # a crashed batch: one call per store, not per id
+        runtime = gateway.regions[region]
+        runtime.custodian.destroy_data_keys(ids, _RECOVERY)
+        runtime.vault.discard_many(ids)
     gateway.directory.forget([e.id for e in unregistered])
     for entry in pending:
         if entry.state == "registering":

@@ -9,7 +9,7 @@ implementing this protocol; nothing else changes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -66,8 +66,15 @@ class Custodian(Protocol):
     def unwraps(self, after: int = 0, limit: int = 1000) -> list[UnwrapRecord]:
         """The custodian's record of unwraps with id > `after`, oldest first."""
 
+    def import_data_keys(self, keys: Mapping[str, bytes], authorization: Authorization) -> None:
+        """Wrap and keep data keys made elsewhere for new subjects (a bulk load's workers,
+        which never see the key-encryption key); Conflict if any already has a key."""
+
     def destroy_data_key(self, subject_id: str, authorization: Authorization) -> None:
         """Shred a subject's data key for good (idempotent)."""
+
+    def destroy_data_keys(self, subject_ids: Sequence[str], authorization: Authorization) -> None:
+        """`destroy_data_key` for many subjects at once."""
 
     def subject_ref(self, subject_id: str) -> str:
         """The subject's keyed ledger reference; unlinkable once its key is destroyed."""

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 
-from domicile.errors import ConfigError, IntegrityError, InvalidInput
+from domicile.errors import IntegrityError, InvalidInput
 from domicile.gateway.request import Event
 from domicile.keys.custodian import Authorization, Custodian
 from domicile.ledger.entry import decode_entry
@@ -361,17 +361,9 @@ class Relocator:
 
 def _import_keys(custodian: Custodian, keys: dict[str, bytes], auth: Authorization) -> None:
     """Have the custodian wrap and keep keys the preparing side made (it never sees the KEK)."""
-    importer = getattr(custodian, "import_data_keys", None)
-    if importer is None:
-        raise ConfigError(f"the custodian of `{custodian.region}` cannot take migrated keys")
-    importer(keys, auth)
+    custodian.import_data_keys(keys, auth)
 
 
 def _destroy_keys(custodian: Custodian, subject_ids: list[str]) -> None:
     """Shred the keys of a copy never made authoritative (idempotent)."""
-    destroy = getattr(custodian, "destroy_data_keys", None)
-    if destroy is not None:
-        destroy(subject_ids, _RECOVERY)
-        return
-    for subject_id in subject_ids:
-        custodian.destroy_data_key(subject_id, _RECOVERY)
+    custodian.destroy_data_keys(subject_ids, _RECOVERY)
