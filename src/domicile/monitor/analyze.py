@@ -53,6 +53,8 @@ class Analyzer:
         self.approved_builds = frozenset(approved_builds)
         self.digests = (catalog_digest, topology_digest)
         self.replay_ok = True
+        self.policy_hash = ""
+        """The policy version of the latest decision: its countries of concern apply."""
         self._handlers = {
             "gateway-build": self._gateway_build,
             "catalog-version": self._catalog_version,
@@ -124,6 +126,12 @@ class Analyzer:
 
     def _transfer(self, index: int, entry: dict[str, Any], out: Analysis) -> None:
         self.consistency.transfer(index, entry, out.alerts, out.pending)
+        country = entry.get("destination_country")
+        if country and country in self.replayer.countries_of_concern(self.policy_hash):
+            self._alert(
+                out, "country-of-concern", index,
+                f"data sent to {country} ({entry.get('event')})", severity="high", entry=entry,
+            )  # fmt: skip
 
     def _erasure(self, index: int, entry: dict[str, Any], out: Analysis) -> None:
         self.consistency.erasure(index, entry, out.alerts, out.pending)
@@ -136,7 +144,7 @@ class Analyzer:
 
     def _decision(self, index: int, entry: dict[str, Any], out: Analysis) -> None:
         self.consistency.decision(index, entry, out.alerts)
-        policy_hash = str(entry.get("policy_hash"))
+        policy_hash = self.policy_hash = str(entry.get("policy_hash"))
         if policy_hash not in self.replayer.engines:
             self._alert(
                 out, "policy-not-recorded", index,

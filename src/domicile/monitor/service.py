@@ -143,8 +143,9 @@ class Monitor:
             origin, self.replayer, self.config.approved_builds, *self._digests,
             Consistency(origin, self.state),
         )  # fmt: skip
-        for _, _, record in self.state.policy_records(origin):
+        for policy_hash, _, record in self.state.policy_records(origin):
             self.replayer.add_version(record)
+            analyzer.policy_hash = policy_hash  # the newest recorded, until a decision says
         analyzer.replay_ok = self.state.get(f"replay-ok|{origin}", "1") == "1"
         return analyzer
 

@@ -176,6 +176,16 @@ def test_a_transfer_outside_its_agreement_is_caught(
     assert _kinds(monitor) == [kind]
 
 
+def test_a_transfer_to_a_country_of_concern_is_caught(world: World, tmp_path: Path) -> None:
+    _act(world)
+    monitor = world.monitor(tmp_path / "m")
+    assert monitor.run_once() == 0  # the next round starts after every decision
+    world.record(_forged_transfer(world, destination_country="RU"))
+    world.monitor(tmp_path / "m2").close()  # signs the new checkpoint
+    monitor.run_once()
+    assert _kinds(monitor) == ["country-of-concern", "transfer-outside-agreement"]
+
+
 def test_a_transfer_after_the_agreement_ended_is_caught(world: World, tmp_path: Path) -> None:
     _act(world)
     admin = {**world.h("admin"), "If-Match": '"1"'}
