@@ -202,6 +202,13 @@ class TransferDecider:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
+    def countries_of_concern(self) -> frozenset[str]:
+        """The countries of concern of the policy version in force (none if unknown)."""
+        engine = getattr(self.inner, "engine", None)
+        if engine is None:
+            return frozenset()
+        return frozenset(engine.snapshot.config.countries_of_concern)
+
     def decide(self, request: AccessRequest) -> Decision:
         """Decide `request`; a transfer gets only the fields its agreement sends."""
         decision = self.inner.decide(request)
@@ -210,6 +217,17 @@ class TransferDecider:
             return decision
         if not transfer.agreement_id:
             return decision if decision.allowed else replace(decision, reason=transfer.refused)
+        concern = self.countries_of_concern()
+        if decision.allowed and transfer.destination_country in concern:
+            reason = (
+                f"agreement `{transfer.agreement_id}` sends to {transfer.destination_country},"
+                " a country of concern"
+            )
+            withheld = dict.fromkeys(sorted(request.fields), reason)
+            return replace(
+                decision, allowed=False, reason=reason, allowed_fields=frozenset(),
+                withheld=withheld,
+            )  # fmt: skip
         uncovered = decision.allowed_fields - set(transfer.sent())
         if not uncovered:
             return decision

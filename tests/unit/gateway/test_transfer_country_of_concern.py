@@ -1,0 +1,63 @@
+"""An export under an agreement whose destination is a country of concern is refused,
+even if the agreement predates the check that refuses such agreements at creation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from domicile.api.app import create_app
+from domicile.ledger.entry import decode_entry
+from domicile.runtime import open_runtime
+from domicile.settings import Settings
+from domicile.transfers.model import AgreementDraft, TrustStatus
+
+PERSON = {"full_name": "Ana Silva", "email": "ana@example.org", "display_name": "Ana",
+          "birth_date": "1990-01-01", "coarse_location": "IE"}  # fmt: skip
+
+
+def test_export_to_a_country_of_concern_is_refused(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "gw", checkpoint_interval=3600)
+    runtime = open_runtime(settings)
+    try:
+        svc = runtime.principals.add("svc-eu", "Shop EU Ltd", "IE", {"service"})
+        officer = runtime.principals.add("officer-ie", "Trusted Security Partner EU", "IE",
+                                         {"officer"})  # fmt: skip
+        desk = runtime.transfers
+        desk.destinations.register("Moscow Analytics", "RU", TrustStatus.TRUSTED, by="test")
+        now = datetime.now(UTC)
+        desk.agreements.create(  # straight into the store: as if made before the check
+            AgreementDraft(
+                id="old-ru", destination_entity="Moscow Analytics", destination_country="RU",
+                purpose="analytics", legal_basis="none", tia_reference="TIA-0",
+                fields={"display_name": None}, valid_from=now - timedelta(days=1),
+                valid_until=now + timedelta(days=30),
+            ),
+            runtime.catalog, by="test",
+        )  # fmt: skip
+        with TestClient(create_app(settings, runtime)) as api:
+            ids = []
+            for i in range(6):
+                person = {**PERSON, "display_name": f"p{i}"}
+                made = api.post("/v1/subjects", headers={"Authorization": f"Bearer {svc}"},
+                                json={"country": "IE", "fields": person})  # fmt: skip
+                assert made.status_code == 201, made.text
+                ids.append(made.json()["id"])
+            log = runtime.logs["eu-ie"]
+            start = log.size
+            got = api.post("/v1/exports", headers={"Authorization": f"Bearer {officer}"}, json={
+                "region": "eu-ie", "agreement": "old-ru", "subjects": ids,
+                "fields": ["display_name"]})  # fmt: skip
+            assert got.status_code == 403, got.text
+            assert "country of concern" in got.json()["detail"]
+            entries = [decode_entry(log.entry(i)) for i in range(start, log.size)]
+            decisions = [e for e in entries if e["kind"] == "decision"]
+            assert decisions
+            assert all(e["result"] == "deny" for e in decisions)
+            assert not [e for e in entries if e.get("event") == "export"]
+            unwraps = runtime.gateway.regions["eu-ie"].custodian.unwraps(0, 100_000)
+            assert all(u.ledger_index < start for u in unwraps)  # no key was unwrapped
+    finally:
+        runtime.close()
