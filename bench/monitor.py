@@ -123,7 +123,7 @@ def _verify(
             elif case == "fetch_rehash":
                 follower = Follower(None, client, verifier)  # type: ignore[arg-type]
                 fetched = follower.fetch(CompactRange(), size)
-                assert not isinstance(fetched, str)
+                assert not isinstance(fetched, str), fetched
                 assert fetched.frontier is not None
                 assert fetched.frontier.root() == checkpoint.root_hash
                 size_done = size

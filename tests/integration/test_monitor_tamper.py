@@ -133,6 +133,24 @@ def test_doctored_entries_are_a_rewritten_log(
     assert "log-rewritten" in _kinds(monitor)
 
 
+def test_a_gateway_that_does_not_answer_is_not_a_rewrite(world: World, tmp_path: Path) -> None:
+    failing = {"on": True}
+
+    def doctor(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+        if failing["on"] and "/tile/entries/" in request.url.path:
+            return httpx.Response(503, text="overloaded")
+        return response
+
+    monitor = _monitor(world, tmp_path / "m", _proxy(world.api, doctor))
+    assert monitor.run_once() == 0
+    assert monitor.state.verified(world.runtime.logs["eu-ie"].origin) is None  # not yet
+    failing["on"] = False
+    assert monitor.run_once() == 0, monitor.state.alerts()
+    verified = monitor.state.verified(world.runtime.logs["eu-ie"].origin)
+    assert verified is not None
+    assert verified.size == world.runtime.logs["eu-ie"].size
+
+
 def test_edited_stored_bundle_is_caught(world: World, tmp_path: Path) -> None:
     db = sqlite3.connect(world.settings.data_dir / "regions" / "eu-ie" / "ledger.db")
     (data,) = db.execute("SELECT data FROM ledger_bundles ORDER BY 1 LIMIT 1").fetchone()

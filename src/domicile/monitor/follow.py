@@ -134,7 +134,7 @@ class Follower:
         try:
             for chunk in stream:
                 out.entries += chunk
-        except FetchProblem as exc:
+        except (FetchProblem, Unavailable) as exc:
             return str(exc)
         out.frontier = stream.frontier
         return out
@@ -145,15 +145,20 @@ class Follower:
 
 
 class FetchProblem(LedgerError):
-    """The entries served cannot be read or decoded (the message says which)."""
+    """The entries served are missing or do not decode (the message says which)."""
+
+
+class Unavailable(LedgerError):
+    """The gateway did not answer for now (network, timeout, server error): try later."""
 
 
 class EntryStream:
     """Iterate decoded entries of a log range in chunks; `frontier` re-hashes them.
 
     Bundles are fetched a few ahead on worker threads, so waiting on the gateway
-    overlaps with decoding and analysis. A missing or unreadable bundle, or an entry
-    that does not decode, raises :class:`FetchProblem`. After the last chunk,
+    overlaps with decoding and analysis. A missing bundle, or an entry that does not
+    decode, raises :class:`FetchProblem`; a gateway that does not answer raises
+    :class:`Unavailable`. After the last chunk,
     `frontier` holds the compact range of the whole tree, to compare with the signed root.
     """
 
@@ -171,8 +176,8 @@ class EntryStream:
             return self.follower.client.bundle(self.follower.region, bundle, width)
         except EntryNotFound:
             raise FetchProblem(f"entry bundle {bundle} (width {width}) is missing") from None
-        except LedgerError as exc:
-            raise FetchProblem(f"entry bundle {bundle} cannot be read: {exc}") from None
+        except LedgerError as exc:  # unreachable, timed out, 5xx: not evidence of anything
+            raise Unavailable(f"entry bundle {bundle} cannot be read now: {exc}") from None
 
     def __iter__(self) -> Iterator[list[tuple[int, dict[str, Any]]]]:
         """Yield lists of (index, entry), oldest first."""
@@ -187,7 +192,7 @@ class EntryStream:
                 bundle, future = ahead.popleft()
                 try:
                     raw = future.result()
-                except FetchProblem:
+                except (FetchProblem, Unavailable):
                     for _, other in ahead:
                         other.cancel()
                     raise

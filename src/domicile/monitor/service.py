@@ -23,7 +23,7 @@ from domicile.monitor.analyze import Analysis, Analyzer
 from domicile.monitor.backend import Connection
 from domicile.monitor.client import LogClient
 from domicile.monitor.consistency import Consistency, unpaired_relocations
-from domicile.monitor.follow import FetchProblem, Follower, split_view_alert
+from domicile.monitor.follow import FetchProblem, Follower, Unavailable, split_view_alert
 from domicile.monitor.replay import Replayer
 from domicile.monitor.state import FACT_COLUMNS, FORGETTABLE, MonitorState, Verified, upsert_sql
 from domicile.monitor.thresholds import Thresholds, threshold_alerts
@@ -177,6 +177,11 @@ class Monitor:
         except FetchProblem as exc:
             self._forget(origin, start.size)
             return [_rewritten(origin, checkpoint, note, verified, str(exc))]
+        except Unavailable as exc:  # the next round tries again; nothing is concluded
+            self._forget(origin, start.size)
+            LOG.warning(json.dumps({"event": "log-unavailable", "origin": origin,
+                                    "error": str(exc)[:300]}))  # fmt: skip
+            return []
         if not hmac.compare_digest(stream.frontier.root(), checkpoint.root_hash):
             self._forget(origin, start.size)
             problem = "the entries served do not hash to the signed root"
