@@ -23,7 +23,7 @@ class Recorder(Protocol):
         """Record events; return their ledger indices once durable."""
 
 
-def _filled(event: Event, time: str, templates: dict[int, bytes]) -> bytes:
+def _filled(event: Event, time: str, templates: dict[tuple[int, str, str], bytes]) -> bytes:
     """Encode an event whose attributes are a shared template with placeholders.
 
     The template is encoded once per `record` call (events share the attributes
@@ -33,11 +33,10 @@ def _filled(event: Event, time: str, templates: dict[int, bytes]) -> bytes:
     encoded filled in, the slow way.
     """
     assert event.fill is not None
-    template = templates.get(id(event.attributes))
+    key = (id(event.attributes), event.kind, event.region)
+    template = templates.get(key)
     if template is None:
-        template = templates[id(event.attributes)] = encode_entry(
-            event.kind, event.region, time, event.attributes
-        )
+        template = templates[key] = encode_entry(event.kind, event.region, time, event.attributes)
     entry = template
     for placeholder, value in event.fill.items():
         quoted = canonical_json(placeholder)
@@ -78,7 +77,7 @@ class LedgerRecorder:
         """Encode and append events, one group-committed batch per region."""
         time = _now()
         by_region: dict[str, list[tuple[int, bytes]]] = {}
-        templates: dict[int, bytes] = {}
+        templates: dict[tuple[int, str, str], bytes] = {}
         for position, event in enumerate(events):
             if event.fill is None:
                 entry = encode_entry(event.kind, event.region, time, event.attributes)
