@@ -13,6 +13,7 @@ the table can show how many people were sent, not who.
 
 from __future__ import annotations
 
+import time
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -190,6 +191,11 @@ class _Counter:
     fresh: int = 0  # subjects of this check not in the window before it
 
 
+PRUNE_EVERY = 3600.0
+"""Seconds between prunes of `transfer_subjects` (the first after start comes at once)."""
+PRUNE_MARGIN = timedelta(days=1)
+
+
 class ThresholdCounter:
     """Rolling counts of distinct subjects transferred, per scope and data class.
 
@@ -212,6 +218,7 @@ class ThresholdCounter:
         self.db = db
         self.config = config
         self._ref_mac = KeyedMac(bytes(ref_key), _REF_LABEL)
+        self._pruned_at: float | None = None
         migrate(db, "transfers", "domicile.transfers")
 
     def subject_ref(self, subject_id: str) -> str:
@@ -299,7 +306,20 @@ class ThresholdCounter:
         if not seen_any:
             return ThresholdStatus(counters=(), counted=True, at=moment)
         new = max((c.fresh for c in counters), default=0)
+        self._maybe_prune()
         return ThresholdStatus(counters=tuple(statuses), counted=True, new_subjects=new, at=moment)
+
+    def _maybe_prune(self) -> None:
+        """Drop refs that left the window, at most once per PRUNE_EVERY seconds.
+
+        The cutoff is a day behind the wall clock's window, so a check that arrives with
+        a somewhat older time (clock skew) still finds every ref it should count.
+        """
+        now = time.monotonic()
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        self.prune(datetime.now(UTC) - PRUNE_MARGIN)
 
     def _statuses(self, counters: Sequence[_Counter]) -> list[CounterStatus]:
         out = []

@@ -96,3 +96,23 @@ def test_a_block_in_a_late_chunk_counts_nothing(db: Database) -> None:
     assert status.blocked[0].after == 8
     assert counter.count("country:US", CLASS, T0) == 0
     assert db.query("SELECT COUNT(*) FROM transfer_buckets")[0][0] == 0
+
+
+def test_refs_that_left_the_window_are_pruned_once_an_hour(db: Database) -> None:
+    counter = _counter(db, 100)
+    now = datetime.now(UTC)
+    old = now - WINDOW - timedelta(days=5)
+
+    def send(names: list[str], at: datetime) -> None:
+        status = counter.check_and_count(
+            destination_country="US", fields={"email": "pseudonymise"}, subject_ids=names, at=at
+        )
+        assert status.counted
+
+    send(["a", "b"], old)  # the first check after start prunes: these are already out
+    assert db.query("SELECT COUNT(*) FROM transfer_subjects")[0][0] == 0
+    assert counter.count("country:US", CLASS, now) == 0
+    send(["c"], now)
+    send(["d"], old)  # within the hour: no prune, the row stays until the next one
+    assert db.query("SELECT COUNT(*) FROM transfer_subjects")[0][0] == 2
+    assert counter.count("country:US", CLASS, now) == 1

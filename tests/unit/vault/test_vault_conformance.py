@@ -125,6 +125,21 @@ def test_iter_ids_pages_through_everything(vault: Vault) -> None:
     assert list(vault.iter_ids(page=7)) == ids
 
 
+def test_fetch_active_page_walks_active_subjects_with_named_fields(vault: Vault) -> None:
+    ids = [f"{i:032x}" for i in range(10)]
+    vault.insert_many([(i, {"email": i.encode(), "phone": b"p"}) for i in ids], "v1")
+    vault.tombstone(ids[4], SubjectState.ERASED)
+    seen: list[str] = []
+    after = ""
+    while page := vault.fetch_active_page(after, 3, ["email"]):
+        assert len(page) <= 3
+        for record in page:
+            assert record.fields == {"email": record.subject_id.encode()}
+        seen += [r.subject_id for r in page]
+        after = page[-1].subject_id
+    assert seen == [i for i in ids if i != ids[4]]
+
+
 def test_discard_leaves_no_trace(vault: Vault) -> None:
     vault.insert("a" * 32, {"email": b"e"}, "v1")
     vault.discard("a" * 32)
