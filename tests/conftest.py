@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import psycopg
 import pytest
@@ -18,8 +19,8 @@ from fastapi.testclient import TestClient
 from domicile.api.app import create_app
 from domicile.runtime import Runtime, open_runtime
 from domicile.settings import Settings
-from domicile.storage.database import drop_schema
-from domicile.storage.url import PostgresUrl
+from domicile.storage.database import Database, drop_schema, open_database
+from domicile.storage.url import PostgresUrl, SqliteUrl, StorageUrl
 
 IN_CI = os.environ.get("CI") == "true"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -37,15 +38,40 @@ def _pg_dsn_or_reason() -> tuple[str | None, str]:
     return dsn, ""
 
 
+def unavailable(what: str, reason: str) -> NoReturn:
+    """Skip a test whose outside component is missing, with the reason; fail under CI."""
+    if IN_CI:
+        pytest.fail(f"CI needs {what}: {reason}")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def pg_dsn() -> str:
     """The test PostgreSQL DSN; skip (or fail under CI) without a server."""
     dsn, reason = _pg_dsn_or_reason()
     if dsn is None:
-        if IN_CI:
-            pytest.fail(f"CI needs postgresql: {reason}")
-        pytest.skip(reason)
+        unavailable("postgresql", reason)
     return dsn
+
+
+@pytest.fixture(scope="session")
+def merkle_vectors() -> Path:
+    """The shared Merkle test vectors beside this checkout; skip (or fail under CI)."""
+    path = SHARED / "vectors" / "merkle"
+    if not path.is_dir():
+        unavailable("the merkle test vectors", f"merkle test vectors not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's chromium, for browser tests and PDF printing; skip (or fail under CI)."""
+    path = Path(os.environ.get("DOMICILE_CHROMIUM") or "/usr/bin/chromium")
+    if not path.exists():
+        unavailable(
+            "chromium", f"{path} is missing (Debian package `chromium`; `make test` adds it)"
+        )
+    return path
 
 
 @pytest.fixture
@@ -66,6 +92,22 @@ def pg_prefix(pg_dsn: str) -> Iterator[str]:
 def backend(request: pytest.FixtureRequest) -> str:
     """Run a test once on SQLite and once on PostgreSQL."""
     return str(request.param)
+
+
+@pytest.fixture
+def storage_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> StorageUrl:
+    """A fresh store on the backend under test: a SQLite file, or a PostgreSQL schema."""
+    if backend == "sqlite":
+        return SqliteUrl(tmp_path / "store.db")
+    return PostgresUrl(request.getfixturevalue("pg_dsn"), request.getfixturevalue("pg_prefix"))
+
+
+@pytest.fixture
+def database(storage_url: StorageUrl) -> Iterator[Database]:
+    """An open Database on `storage_url`, closed afterwards."""
+    db = open_database(storage_url)
+    yield db
+    db.close()
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless=new",
     "--no-sandbox",
@@ -40,15 +39,6 @@ EU_ENTITY = "Trusted Security Partner EU"
 REGIONS = ("eu-ie", "eu-no", "us", "ap-sg")
 
 pytestmark = pytest.mark.slow
-
-
-def _chromium_or_skip() -> None:
-    if CHROMIUM.exists():
-        return
-    reason = f"{CHROMIUM} is missing (Debian package `chromium`; `make install` adds it)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI needs chromium: {reason}")
-    pytest.skip(reason)
 
 
 def _free_port() -> int:
@@ -101,9 +91,9 @@ class Deployment:
 
 
 @pytest.fixture
-def deployment(tmp_path: Path) -> Iterator[Deployment]:
-    """`domicile up --demo` witnessed by a `domicile monitor --port`, both real processes."""
-    _chromium_or_skip()
+def deployment(tmp_path: Path, chromium: Path) -> Iterator[Deployment]:
+    """`domicile up --demo` witnessed by a `domicile monitor --port`, both real processes
+    (only when there is a chromium to look at them: the `chromium` fixture)."""
     os.symlink(Path(sys.prefix), tmp_path / ".venv")
     monitor_dir = tmp_path / "monitor-data"
     witness_key = _domicile("monitor", "witness-key", "--data-dir", str(monitor_dir), cwd=tmp_path)
@@ -186,7 +176,7 @@ def _eventually(check: object, seconds: float = 30) -> None:
 
 
 def test_console_in_a_real_browser(
-    deployment: Deployment, screenshots: Path, tmp_path: Path
+    deployment: Deployment, screenshots: Path, tmp_path: Path, chromium: Path
 ) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -200,7 +190,7 @@ def test_console_in_a_real_browser(
     with sync_playwright() as pw:
         browser = pw.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"),
-            executable_path=str(CHROMIUM),
+            executable_path=str(chromium),
             headless=True,
             args=CHROMIUM_ARGS,
         )

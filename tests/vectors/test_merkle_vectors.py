@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +19,6 @@ def _vector_files() -> list[Path]:
     if not VECTORS.is_dir():
         return []
     return sorted(VECTORS.rglob("*.json"))
-
-
-def _require_vectors() -> None:
-    if VECTORS.is_dir():
-        return
-    reason = f"merkle test vectors not found at {VECTORS}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (they are required in CI)")
-    pytest.skip(reason)
 
 
 def _b64(value: str) -> bytes:
@@ -57,8 +47,8 @@ def _check(kind: str, vector: dict[str, Any]) -> None:
         )
 
 
-def test_vectors_are_present() -> None:
-    _require_vectors()
+def test_vectors_are_present(merkle_vectors: Path) -> None:
+    assert merkle_vectors == VECTORS
     kinds = {path.relative_to(VECTORS).parts[0] for path in _vector_files()}
     assert kinds == {"inclusion", "consistency"}
 
@@ -68,8 +58,7 @@ def test_vectors_are_present() -> None:
     _vector_files() or [None],
     ids=lambda p: str(p.relative_to(VECTORS)) if isinstance(p, Path) else "missing",
 )
-def test_vector(path: Path | None) -> None:
-    _require_vectors()
+def test_vector(path: Path | None, merkle_vectors: Path) -> None:
     assert path is not None
     vector = json.loads(path.read_text(encoding="utf-8"))
     kind = path.relative_to(VECTORS).parts[0]

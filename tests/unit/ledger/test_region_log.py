@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -23,17 +22,16 @@ from domicile.ledger.note import Ed25519Signer, generate_signer_key
 from domicile.ledger.sequencer import Sequencer
 from domicile.ledger.tiles import decode_tile
 from domicile.storage.database import open_database
-from domicile.storage.url import PostgresUrl, SqliteUrl, StorageUrl
+from domicile.storage.url import StorageUrl
 
 ORIGIN = "test.example/log/eu-ie"
 SIGNER_KEY, VERIFIER_KEY = generate_signer_key(ORIGIN)
 
 
 @pytest.fixture
-def url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> StorageUrl:
-    if backend == "sqlite":
-        return SqliteUrl(tmp_path / "ledger.db")
-    return PostgresUrl(request.getfixturevalue("pg_dsn"), request.getfixturevalue("pg_prefix"))
+def url(storage_url: StorageUrl) -> StorageUrl:
+    """The store under test (tests/conftest.py)."""
+    return storage_url
 
 
 def open_log(url: StorageUrl) -> RegionLog:

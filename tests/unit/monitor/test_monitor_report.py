@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ from domicile.api.app import create_app
 from domicile.cli import main
 from domicile.gateway.request import Event
 from domicile.monitor.client import LogClient
-from domicile.monitor.pdf import find_chromium
 from domicile.monitor.service import Monitor, MonitorConfig
 from domicile.runtime import Runtime, open_runtime
 from domicile.settings import Settings
@@ -216,12 +214,10 @@ def _entries(world: World, region: str) -> list[bytes]:
     return [log.entry(i) for i in range(log.size)]
 
 
-def test_report_prints_to_pdf(world: World, tmp_path: Path) -> None:
-    if find_chromium() is None:
-        reason = "no chromium (Debian package `chromium`; `make install` adds it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs chromium: {reason}")
-        pytest.skip(reason)
+def test_report_prints_to_pdf(
+    world: World, tmp_path: Path, chromium: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOMICILE_CHROMIUM", str(chromium))
     data_dir, out = tmp_path / "mon", tmp_path / "out"
     _run_monitor(world, data_dir)
     result = CliRunner().invoke(main, [

@@ -4,14 +4,11 @@ repeats, moments out of order, blocks, windows rolling, pruning, chunks that ove
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
-from domicile.storage.database import Database, open_database
-from domicile.storage.url import PostgresUrl, SqliteUrl
+from domicile.storage.database import Database
 from domicile.transfers import ThresholdConfig, ThresholdCounter
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -21,14 +18,9 @@ WINDOW = timedelta(days=10)
 
 
 @pytest.fixture
-def db(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Database]:
-    if backend == "sqlite":
-        url: SqliteUrl | PostgresUrl = SqliteUrl(tmp_path / "counts.db")
-    else:
-        url = PostgresUrl(request.getfixturevalue("pg_dsn"), request.getfixturevalue("pg_prefix"))
-    database = open_database(url)
-    yield database
-    database.close()
+def db(database: Database) -> Database:
+    """The backend under test (tests/conftest.py)."""
+    return database
 
 
 def _counter(db: Database, limit: int) -> ThresholdCounter:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +19,7 @@ from domicile.errors import (
     VersionMismatch,
 )
 from domicile.storage.database import Database, open_database
-from domicile.storage.url import PostgresUrl, SqliteUrl
+from domicile.storage.url import SqliteUrl
 from domicile.transfers import (
     AgreementDraft,
     AgreementStore,
@@ -37,14 +36,9 @@ KEY = b"\x07" * 32
 
 
 @pytest.fixture
-def db(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Database]:
-    if backend == "sqlite":
-        url: SqliteUrl | PostgresUrl = SqliteUrl(tmp_path / "transfers.db")
-    else:
-        url = PostgresUrl(request.getfixturevalue("pg_dsn"), request.getfixturevalue("pg_prefix"))
-    database = open_database(url)
-    yield database
-    database.close()
+def db(database: Database) -> Database:
+    """The backend under test (tests/conftest.py)."""
+    return database
 
 
 @pytest.fixture

@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from domicile.errors import SubjectErased, SubjectNotFound, VersionMismatch
 from domicile.storage.database import open_database
-from domicile.storage.url import PostgresUrl, SqliteUrl
+from domicile.storage.url import StorageUrl
 from domicile.vault.store import SubjectState, Vault
 
 
 @pytest.fixture
-def vault(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Vault]:
-    if backend == "sqlite":
-        url: SqliteUrl | PostgresUrl = SqliteUrl(tmp_path / "vault.db")
-    else:
-        url = PostgresUrl(request.getfixturevalue("pg_dsn"), request.getfixturevalue("pg_prefix"))
-    v = Vault("eu-ie", open_database(url))
+def vault(storage_url: StorageUrl) -> Iterator[Vault]:
+    v = Vault("eu-ie", open_database(storage_url))
     yield v
     v.close()
 
