@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
+
 from domicile.catalog.catalog import Catalog, JsonValue
 from domicile.errors import (
     AccessDenied,
@@ -229,6 +231,36 @@ class Gateway:
         self, items: Sequence[tuple[AccessRequest, str | None]], decisions: Sequence[Decision]
     ) -> list[Recorded]:
         """Record decisions (allows and denials) in one batch; return them with their indices."""
+        events = self._events_with_alerts(items, decisions)
+        indices = self.recorder.record(events)
+        return self._recorded(items, decisions, indices)
+
+    async def record_decisions_async(
+        self, items: Sequence[tuple[AccessRequest, str | None]], decisions: Sequence[Decision]
+    ) -> list[Recorded]:
+        """`record_decisions` for a caller on an event loop, which it does not block."""
+        events = self._events_with_alerts(items, decisions)
+        indices = await self.recorder.record_async(events)
+        return self._recorded(items, decisions, indices)
+
+    @staticmethod
+    def _recorded(
+        items: Sequence[tuple[AccessRequest, str | None]],
+        decisions: Sequence[Decision],
+        indices: Sequence[int],
+    ) -> list[Recorded]:
+        # Alerts follow the decisions in `indices`.
+        return [
+            Recorded(request, decision, index)
+            for (request, _), decision, index in zip(
+                items, decisions, indices[: len(decisions)], strict=True
+            )
+        ]
+
+    def _events_with_alerts(
+        self, items: Sequence[tuple[AccessRequest, str | None]], decisions: Sequence[Decision]
+    ) -> list[Event]:
+        """The decision events, then an alert per break-glass allow (in the same batch)."""
         events = self._decision_events(items, decisions)
         # Break glass raises its alert in the same durable batch as the decision.
         alerts = [
@@ -245,11 +277,7 @@ class Gateway:
             for (request, _), decision in zip(items, decisions, strict=True)
             if decision.allowed and decision.break_glass
         ]
-        indices = self.recorder.record(events + alerts)[: len(events)]
-        return [
-            Recorded(request, decision, index)
-            for (request, _), decision, index in zip(items, decisions, indices, strict=True)
-        ]
+        return events + alerts
 
     def _decision_events(
         self, items: Sequence[tuple[AccessRequest, str | None]], decisions: Sequence[Decision]
@@ -438,15 +466,62 @@ class Gateway:
         context: ReadContext = ReadContext(),
     ) -> SubjectView:
         """Read a subject's fields for a declared purpose, from its home region only."""
+        request = self._prepare_read(principal, subject_id, fields, purpose, context)
+        return self._decide_and_serve(request)
+
+    async def read_async(
+        self,
+        principal: Principal,
+        subject_id: str,
+        fields: Sequence[str] | None,
+        purpose: str | None,
+        context: ReadContext = ReadContext(),
+    ) -> SubjectView:
+        """`read` for a caller on an event loop: the same steps, and the two durable
+        writes (the decision, the custodian's unwrap record) are awaited off the loop,
+        so no thread waits on them. A read that is a transfer takes the thread path."""
+        request = self._prepare_read(principal, subject_id, fields, purpose, context)
+        if request.transfer is not None:
+            return await anyio.to_thread.run_sync(self._decide_and_serve, request)
+        decision = self.decider.decide(request)
+        recorded = (await self.record_decisions_async([(request, subject_id)], [decision]))[0]
+        if not decision.allowed:
+            raise AccessDenied(decision.reason)
+        record = self.regions[request.region].vault.fetch(subject_id, decision.allowed_fields)
+        values: dict[str, JsonValue] = {}
+        if record.fields:
+            custodian = self.regions[request.region].custodian
+            key = (
+                await custodian.unwrap_data_keys_async([(subject_id, recorded.authorization())])
+            )[subject_id]
+            if isinstance(key, KeyDestroyed):
+                raise SubjectErased(f"subject `{subject_id}` was erased") from key
+            values = self.open_values(record.region, subject_id, key, record.fields)
+        return self._present(recorded, record, values)
+
+    def _prepare_read(
+        self,
+        principal: Principal,
+        subject_id: str,
+        fields: Sequence[str] | None,
+        purpose: str | None,
+        context: ReadContext,
+    ) -> AccessRequest:
+        """Check the input and find the home region: the request to decide."""
         check_subject_id(subject_id)
         names = self._requested_fields(fields)
         purpose = self._require_purpose(purpose)
         home = self.directory.lookup(subject_id).home_region
-        request = self._read_request(principal, home, subject_id, names, purpose, context)
-        recorded = self.decide(request, subject_id)
+        return self._read_request(principal, home, subject_id, names, purpose, context)
+
+    def _decide_and_serve(self, request: AccessRequest) -> SubjectView:
+        assert request.subject_id is not None
+        recorded = self.decide(request, request.subject_id)
         if request.transfer is not None and self.transfers is not None:
             self.transfers.authorise(self, [recorded])  # thresholds, then the transfer entry
-        record = self.regions[home].vault.fetch(subject_id, recorded.decision.allowed_fields)
+        record = self.regions[request.region].vault.fetch(
+            request.subject_id, recorded.decision.allowed_fields
+        )
         return self._view(recorded, record)
 
     def _view(self, recorded: Recorded, record: SealedRecord) -> SubjectView:
@@ -454,6 +529,12 @@ class Gateway:
         if record.fields:
             key = self.unwrap(recorded, record.subject_id)
             values = self.open_values(record.region, record.subject_id, key, record.fields)
+        return self._present(recorded, record, values)
+
+    def _present(
+        self, recorded: Recorded, record: SealedRecord, values: dict[str, JsonValue]
+    ) -> SubjectView:
+        """The opened values as the principal may see them (transformed when they leave)."""
         shown = self.transformer.transform(recorded.request, values)
         return SubjectView(
             record.subject_id, record.region, record.version, shown, recorded.decision.withheld

@@ -22,6 +22,9 @@ class Recorder(Protocol):
     def record(self, events: Sequence[Event]) -> list[int]:
         """Record events; return their ledger indices once durable."""
 
+    async def record_async(self, events: Sequence[Event]) -> list[int]:
+        """`record` for a caller on an event loop, which it does not block."""
+
 
 def _filled(event: Event, time: str, templates: dict[tuple[int, str, str], bytes]) -> bytes:
     """Encode an event whose attributes are a shared template with placeholders.
@@ -75,6 +78,33 @@ class LedgerRecorder:
 
     def record(self, events: Sequence[Event]) -> list[int]:
         """Encode and append events, one group-committed batch per region."""
+        by_region = self._encode(events)
+        indices = [0] * len(events)
+        for region, items in by_region.items():
+            first = self._sequencer(region).append([entry for _, entry in items])
+            for offset, (position, _) in enumerate(items):
+                indices[position] = first + offset
+        return indices
+
+    async def record_async(self, events: Sequence[Event]) -> list[int]:
+        """`record` for a caller on an event loop: the appends run off the loop."""
+        by_region = self._encode(events)
+        indices = [0] * len(events)
+        for region, items in by_region.items():
+            first = await self._sequencer(region).append_async([entry for _, entry in items])
+            for offset, (position, _) in enumerate(items):
+                indices[position] = first + offset
+        return indices
+
+    def _sequencer(self, region: str) -> Sequencer:
+        sequencer = self.sequencers.get(region)
+        if sequencer is None:
+            raise RecordingFailed(f"region `{region}` has no ledger")
+        return sequencer
+
+    @staticmethod
+    def _encode(events: Sequence[Event]) -> dict[str, list[tuple[int, bytes]]]:
+        """Each event's canonical entry with its position, by region."""
         time = _now()
         by_region: dict[str, list[tuple[int, bytes]]] = {}
         templates: dict[tuple[int, str, str], bytes] = {}
@@ -84,12 +114,4 @@ class LedgerRecorder:
             else:
                 entry = _filled(event, time, templates)
             by_region.setdefault(event.region, []).append((position, entry))
-        indices = [0] * len(events)
-        for region, items in by_region.items():
-            sequencer = self.sequencers.get(region)
-            if sequencer is None:
-                raise RecordingFailed(f"region `{region}` has no ledger")
-            first = sequencer.append([entry for _, entry in items])
-            for offset, (position, _) in enumerate(items):
-                indices[position] = first + offset
-        return indices
+        return by_region

@@ -63,6 +63,12 @@ class Custodian(Protocol):
     ) -> dict[str, bytes | KeyDestroyed]:
         """Unwrap several keys at once (one durable unwrap record for the batch)."""
 
+    async def unwrap_data_keys_async(
+        self, requests: Sequence[tuple[str, Authorization]]
+    ) -> dict[str, bytes | KeyDestroyed]:
+        """`unwrap_data_keys` for a caller on an event loop: the durable unwrap record is
+        written off the loop, and the keys are returned only once it is."""
+
     def unwraps(self, after: int = 0, limit: int = 1000) -> list[UnwrapRecord]:
         """The custodian's record of unwraps with id > `after`, oldest first."""
 

@@ -130,6 +130,24 @@ class LocalCustodian:
         self, requests: Sequence[tuple[str, Authorization]]
     ) -> dict[str, bytes | KeyDestroyed]:
         """Unwrap several keys; every unwrap is recorded (durably, in one batch) first."""
+        out, records = self._unwrap(requests)
+        if records:
+            self._unwrap_log.submit(records)
+        return out
+
+    async def unwrap_data_keys_async(
+        self, requests: Sequence[tuple[str, Authorization]]
+    ) -> dict[str, bytes | KeyDestroyed]:
+        """`unwrap_data_keys` on an event loop: the unwrap record is written off the loop."""
+        out, records = self._unwrap(requests)
+        if records:
+            await self._unwrap_log.submit_async(records)
+        return out
+
+    def _unwrap(
+        self, requests: Sequence[tuple[str, Authorization]]
+    ) -> tuple[dict[str, bytes | KeyDestroyed], list[tuple[str, str, int, str, str]]]:
+        """The keys and the unwrap records to make durable before any key is handed out."""
         for _, authorization in requests:
             if authorization.ledger_index is None or authorization.ledger_index < 0:
                 raise AccessDenied("the custodian unwraps only against a decision in the ledger")
@@ -164,9 +182,7 @@ class LocalCustodian:
                 (self._ref(bytes(row[3]), subject_id), authorization.decision_id,
                  authorization.ledger_index or 0, authorization.action, now)
             )  # fmt: skip
-        if records:
-            self._unwrap_log.submit(records)
-        return out
+        return out, records
 
     def _write_unwraps(self, records: list[tuple[str, str, int, str, str]]) -> int:
         with self._db.transaction() as tx:

@@ -41,6 +41,17 @@ class Sequencer:
         except Exception as exc:
             raise RecordingFailed(f"ledger append failed: {exc}") from exc
 
+    async def append_async(self, entries: Sequence[bytes]) -> int:
+        """`append` for a caller on an event loop; the write runs off the loop."""
+        if not entries:
+            return self.log.size
+        try:
+            return await self._commit.submit_async(entries)
+        except RecordingFailed:
+            raise
+        except Exception as exc:
+            raise RecordingFailed(f"ledger append failed: {exc}") from exc
+
 
 class Checkpointer:
     """Signs a checkpoint for each log whenever it grew, every `interval` seconds, and

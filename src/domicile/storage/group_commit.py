@@ -3,10 +3,18 @@
 A caller's items are acknowledged only after the batch holding them was written.
 Whichever caller finds no write in progress becomes the writer for everything queued
 so far, so a lone caller pays one write and a crowd shares one.
+
+Callers on an event loop (`submit_async`) never write themselves: the loop must not
+block, so when they find no write in progress they start one on a writer thread of
+the group commit's own, and await their own future. Both kinds of caller share one
+queue and one writer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +29,10 @@ def _closed_gate() -> threading.Lock:
     return gate
 
 
+_OPEN = threading.Lock()
+"""The gate of callers that are woken another way (never acquired)."""
+
+
 @dataclass
 class _Pending(Generic[T]):
     items: Sequence[T]
@@ -32,11 +44,17 @@ class _Pending(Generic[T]):
     A bare lock costs far less than a threading.Event (a Condition, a lock and a waiter
     list per caller), and this is paid on every durable write."""
 
+    wake: Callable[[], object] | None = None
+    """For a caller on an event loop: resolves its future instead of opening the gate."""
+
     def finish(self) -> None:
         """Wake the caller (once)."""
         if not self.finished:
             self.finished = True
-            self.gate.release()
+            if self.wake is None:
+                self.gate.release()
+            else:
+                self.wake()
 
 
 class GroupCommit(Generic[T]):
@@ -48,6 +66,8 @@ class GroupCommit(Generic[T]):
         self._queue: list[_Pending[T]] = []
         self._writing = False
         self._lock = threading.Lock()
+        self._writer: threading.Thread | None = None
+        self._kicks: queue.SimpleQueue[None] = queue.SimpleQueue()
 
     def submit(self, items: Sequence[T]) -> int:
         """Write items durably (batched with other callers'); return the first's position."""
@@ -64,6 +84,51 @@ class GroupCommit(Generic[T]):
         if mine.error is not None:
             raise mine.error
         return mine.first
+
+    async def submit_async(self, items: Sequence[T]) -> int:
+        """`submit` for a caller on an event loop: the write runs off the loop."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def resolve() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        mine: _Pending[T] = _Pending(
+            items, gate=_OPEN, wake=lambda: loop.call_soon_threadsafe(resolve)
+        )
+        with self._lock:
+            self._queue.append(mine)
+            lead = not self._writing
+            self._writing = True
+        if lead:
+            self._kick()
+        await done
+        if mine.error is not None:
+            raise mine.error
+        return mine.first
+
+    def _kick(self) -> None:
+        """Have the writer thread drain the queue, starting it on first use.
+
+        Its own thread, never a shared pool: a pool full of blocked sync callers would
+        queue the very write they wait for. A SimpleQueue put is the cheapest wake-up.
+        """
+        if self._writer is None:
+            with self._lock:
+                if self._writer is None:
+                    self._writer = threading.Thread(
+                        target=self._write_on_kicks, name="group-commit", daemon=True
+                    )
+                    self._writer.start()
+        self._kicks.put(None)
+
+    def _write_on_kicks(self) -> None:
+        while True:
+            self._kicks.get()
+            # A failed write was already handed to every waiter of its batch.
+            with contextlib.suppress(Exception):
+                self._drain()
 
     def _drain(self) -> None:
         """Write batches until the queue is empty; the empty check and the hand-back of

@@ -153,6 +153,28 @@ def test_a_request_that_cannot_be_recorded_is_not_served(
     assert after["fields"]["bio"] == "skier"
 
 
+def test_a_read_whose_unwrap_cannot_be_recorded_is_not_served(
+    api: TestClient, tokens: dict[str, str], runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The custodian hands out no key before its own unwrap record is durable, on the
+    event-loop read path as on the thread path."""
+    svc = h(tokens["svc"])
+    sid = api.post("/v1/subjects", json={"country": "IE", "fields": PERSON}, headers=svc).json()[
+        "id"
+    ]
+    custodian = runtime.gateway.regions["eu-ie"].custodian
+
+    def broken(records: object) -> int:
+        raise StorageError("keyring disk full")
+
+    monkeypatch.setattr(custodian._unwrap_log, "_write_fn", broken)  # type: ignore[attr-defined]
+    response = api.get(f"/v1/subjects/{sid}?purpose=support", headers=svc)
+    assert response.status_code == 503, response.text
+    assert PERSON["email"] not in response.text
+    monkeypatch.undo()
+    assert api.get(f"/v1/subjects/{sid}?purpose=support", headers=svc).json()["fields"]["email"]
+
+
 def test_custodian_unwraps_are_served_for_the_monitor(
     api: TestClient, tokens: dict[str, str], runtime: Runtime
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 
@@ -92,3 +93,49 @@ def test_group_commit_batches_callers_and_reports_failures() -> None:
     assert all(written[results[n]] == n for n in range(12))  # type: ignore[index]
     with pytest.raises(ValueError, match="unlucky"):
         commit.submit([13])
+
+
+def test_group_commit_serves_event_loop_callers_beside_threads() -> None:
+    """Callers on an event loop share the queue and the writes with thread callers, are
+    acknowledged only once written, and learn of a failed write; the loop never blocks."""
+    written: list[int] = []
+    gate = threading.Event()
+    loop_ran_while_writing = threading.Event()
+
+    def write(items: list[int]) -> int:
+        gate.wait(5)
+        if 13 in items:
+            raise ValueError("unlucky")
+        first = len(written)
+        written.extend(items)
+        return first
+
+    commit: GroupCommit[int] = GroupCommit(write)
+    results: dict[int, int] = {}
+
+    def caller(n: int) -> None:
+        results[n] = commit.submit([n])
+
+    async def main() -> None:
+        pending = [asyncio.ensure_future(commit.submit_async([n])) for n in range(100, 110)]
+        await asyncio.sleep(0.05)
+        # The write is held at the gate: the loop still runs, nothing is acknowledged.
+        assert not any(p.done() for p in pending)
+        loop_ran_while_writing.set()
+        threads = [threading.Thread(target=caller, args=(n,)) for n in range(5)]
+        for t in threads:
+            t.start()
+        gate.set()
+        for n, first in zip(range(100, 110), await asyncio.gather(*pending), strict=True):
+            results[n] = first
+        for t in threads:
+            await asyncio.to_thread(t.join)
+        with pytest.raises(ValueError, match="unlucky"):
+            await commit.submit_async([13])
+        # A failed write does not stop the writer: the next caller is served.
+        results[200] = await commit.submit_async([200])
+
+    asyncio.run(main())
+    assert loop_ran_while_writing.is_set()
+    assert sorted(written) == [*range(5), *range(100, 110), 200]
+    assert all(written[first] == n for n, first in results.items())
