@@ -22,10 +22,17 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        chunked = False
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                 await self._reject(scope, send)
                 return
+            chunked = chunked or name == b"transfer-encoding"
+        if not chunked:
+            # The HTTP framing bounds the body by its declared length (none: empty), so
+            # only a chunked body needs counting; reads skip the wrappers.
+            await self.app(scope, receive, send)
+            return
         seen = 0
         started = False
 

@@ -50,6 +50,8 @@ class LocalCustodian:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._kek = _load_or_create_kek(directory / f"kek-{_KEK_ID}.key")
+        # Made once: the key schedule cost more than the unwrap of a single read.
+        self._kek_cipher = AESGCM(self._kek)
         self._ref_key = HKDF(
             algorithm=hashes.SHA256(), length=32, salt=None, info=b"domicile-subject-ref/v1"
         ).derive(self._kek)
@@ -163,7 +165,7 @@ class LocalCustodian:
             ):
                 rows[str(row[0])] = row
         out: dict[str, bytes | KeyDestroyed] = {}
-        kek = AESGCM(self._kek)  # one cipher object for the batch
+        kek = self._kek_cipher
         records: list[tuple[str, str, int, str, str]] = []
         now = datetime.now(UTC).isoformat(timespec="microseconds")
         for subject_id, authorization in requests:

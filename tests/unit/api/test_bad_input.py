@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -64,6 +66,22 @@ def test_bad_registration_is_a_problem_and_writes_nothing(
 def test_oversize_body_is_413(api: TestClient, tokens: dict[str, str], runtime: Runtime) -> None:
     big = {"country": "IE", "fields": {"bio": "x" * 2_000_000}}
     response = api.post("/v1/subjects", json=big, headers=h(tokens["svc"]))
+    assert response.status_code == 413
+    assert response.json()["code"] == "payload-too-large"
+    assert _total(runtime) == 0
+
+
+def test_oversize_chunked_body_is_413(
+    api: TestClient, tokens: dict[str, str], runtime: Runtime
+) -> None:
+    """A body sent without a declared length is counted as it streams."""
+    body = json.dumps({"country": "IE", "fields": {"bio": "x" * 2_000_000}}).encode()
+    chunks = (body[at : at + 65536] for at in range(0, len(body), 65536))
+    response = api.post(
+        "/v1/subjects",
+        content=chunks,
+        headers={**h(tokens["svc"]), "Content-Type": "application/json"},
+    )
     assert response.status_code == 413
     assert response.json()["code"] == "payload-too-large"
     assert _total(runtime) == 0
