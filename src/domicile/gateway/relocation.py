@@ -112,8 +112,12 @@ def _shred_origin(gateway: Gateway, subject_id: str, region: str, auth: Authoriz
 
 
 def recover(gateway: Gateway) -> int:
-    """Finish or undo registrations and relocations a crash left open; return how many."""
-    pending = gateway.directory.pending()
+    """Finish or undo registrations and relocations a crash left open; return how many.
+
+    A migration's reservations are left alone: the migration may be running in another
+    process, and its own recovery finishes or undoes each page it left.
+    """
+    pending = [e for e in gateway.directory.pending() if e.reserved_by is None]
     unregistered = [e for e in pending if e.state == "registering"]
     by_region: dict[str, list[str]] = {}
     for entry in unregistered:

@@ -142,12 +142,13 @@ class ProgressStore:
                      in enumerate(zip(rows.keys, rows.subject_ids, rows.digests, strict=True))],
                 )  # fmt: skip
                 seq += len(rows.keys)
-                # The directory's own two-phase marker, in the same transaction as the intent.
+                # The directory's own two-phase marker, in the same transaction as the intent;
+                # held by the migration, so a gateway starting meanwhile leaves it alone.
                 insert_values(
                     tx,
                     "INSERT INTO subject_directory (id, home_region, state, moving_to,"
-                    " moved_from, created_at, updated_at) VALUES",
-                    "(?, ?, 'registering', NULL, NULL, ?, ?)",
+                    " moved_from, reserved_by, created_at, updated_at) VALUES",
+                    "(?, ?, 'registering', NULL, NULL, 'migration', ?, ?)",
                     [(subject_id, region, now, now) for subject_id in rows.subject_ids],
                 )
             if release:

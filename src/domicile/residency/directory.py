@@ -29,6 +29,9 @@ class DirectoryEntry:
     state: str
     moving_to: str | None
     moved_from: str | None
+    reserved_by: str | None = None
+    """Who holds a `registering` reservation: None for a gateway, `migration` for a
+    migration page (only the migration's own recovery may undo it)."""
 
 
 def _now() -> str:
@@ -45,6 +48,7 @@ def _entry(row: tuple[object, ...]) -> DirectoryEntry:
         state=str(row[2]),
         moving_to=None if row[3] is None else str(row[3]),
         moved_from=None if row[4] is None else str(row[4]),
+        reserved_by=None if len(row) < 6 or row[5] is None else str(row[5]),
     )
 
 
@@ -164,8 +168,8 @@ class SubjectDirectory:
         """Entries left mid-registration or mid-relocation (for crash recovery)."""
         with self.db.transaction(write=False) as tx:
             rows = tx.execute(
-                f"SELECT {_COLUMNS} FROM subject_directory WHERE state = 'registering'"
-                " OR moving_to IS NOT NULL OR moved_from IS NOT NULL"
+                f"SELECT {_COLUMNS}, reserved_by FROM subject_directory"
+                " WHERE state = 'registering' OR moving_to IS NOT NULL OR moved_from IS NOT NULL"
             ).fetchall()
         return [_entry(r) for r in rows]
 

@@ -160,6 +160,49 @@ def test_pages_left_at_different_steps_are_each_recovered(
         rt.close()
 
 
+def test_a_gateway_starting_mid_migration_leaves_its_reservations_alone(
+    settings: Settings, legacy: LegacySource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page whose intent is recorded (`copying`) holds `registering` reservations that
+    belong to the migration: a gateway's start-up recovery must not undo them (the
+    migration may be running in another process); the migration's own recovery does."""
+    finish = Relocator._finish_page
+
+    def failing(self: Relocator, page_no: int, batches: list[Batch], keys: list[str]) -> None:
+        if page_no == 2:
+            raise StorageError("the disk went away")
+        finish(self, page_no, batches, keys)
+
+    monkeypatch.setattr(Relocator, "_finish_page", failing)
+    with pytest.raises(StorageError, match="went away"):
+        run_migration(settings, legacy, batch_size=100, preparing_process=False)
+    monkeypatch.undo()
+    db = open_database(control_storage(settings))
+    try:
+        progress = ProgressStore(db, legacy.source_id)
+        copying = [b for b in progress.batches() if b.state == "copying"]
+        held = {r.subject_id for b in copying for r in progress.rows(b.batch_id)}
+    finally:
+        db.close()
+    assert held
+    rt = open_runtime(settings)  # a gateway starts: it runs its own recovery
+    try:
+        pending = {e.id: e for e in rt.directory.pending() if e.state == "registering"}
+        assert set(pending) == held
+        assert {e.reserved_by for e in pending.values()} == {"migration"}
+    finally:
+        rt.close()
+    report, _ = run_migration(settings, legacy, batch_size=100, preparing_process=False)
+    assert report.recovered_pages == 3
+    done = verify_migration(settings, legacy, None, None, deep=True)
+    rt = open_runtime(settings)
+    try:
+        assert not rt.directory.pending()
+        assert sum(r.vault.count() for r in rt.gateway.regions.values()) == done.moved
+    finally:
+        rt.close()
+
+
 def test_a_row_fixed_at_the_source_leaves_the_quarantine(
     settings: Settings, legacy: LegacySource
 ) -> None:
