@@ -44,17 +44,30 @@ class _Pending(Generic[T]):
     A bare lock costs far less than a threading.Event (a Condition, a lock and a waiter
     list per caller), and this is paid on every durable write."""
 
-    wake: Callable[[], object] | None = None
-    """For a caller on an event loop: resolves its future instead of opening the gate."""
+    done: asyncio.Future[None] | None = None
+    """For a caller on an event loop: the future it awaits instead of the gate."""
 
-    def finish(self) -> None:
-        """Wake the caller (once)."""
-        if not self.finished:
-            self.finished = True
-            if self.wake is None:
-                self.gate.release()
-            else:
-                self.wake()
+
+def _finish_all(items: Sequence[_Pending[T]]) -> None:
+    """Wake each caller once: a thread by its gate, loop callers by one wake-up per loop
+    (each `call_soon_threadsafe` writes to the loop's self-pipe)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for item in items:
+        if item.finished:
+            continue
+        item.finished = True
+        if item.done is None:
+            item.gate.release()
+        else:
+            by_loop.setdefault(item.done.get_loop(), []).append(item.done)
+    for loop, futures in by_loop.items():
+        loop.call_soon_threadsafe(_resolve_all, futures)
+
+
+def _resolve_all(futures: list[asyncio.Future[None]]) -> None:
+    for done in futures:
+        if not done.done():  # a cancelled caller's future stays cancelled
+            done.set_result(None)
 
 
 class GroupCommit(Generic[T]):
@@ -87,16 +100,8 @@ class GroupCommit(Generic[T]):
 
     async def submit_async(self, items: Sequence[T]) -> int:
         """`submit` for a caller on an event loop: the write runs off the loop."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-
-        def resolve() -> None:
-            if not done.done():
-                done.set_result(None)
-
-        mine: _Pending[T] = _Pending(
-            items, gate=_OPEN, wake=lambda: loop.call_soon_threadsafe(resolve)
-        )
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        mine: _Pending[T] = _Pending(items, gate=_OPEN, done=done)
         with self._lock:
             self._queue.append(mine)
             lead = not self._writing
@@ -150,7 +155,7 @@ class GroupCommit(Generic[T]):
             for item in stranded:
                 if not item.finished:
                     item.error = exc
-                    item.finish()
+            _finish_all(stranded)
             raise
 
     def _take(self) -> list[_Pending[T]]:
@@ -168,9 +173,9 @@ class GroupCommit(Generic[T]):
         except Exception as exc:  # every waiter of the batch learns it failed
             for item in batch:
                 item.error = exc
-                item.finish()
+            _finish_all(batch)
             return
         for item in batch:
             item.first = first
             first += len(item.items)
-            item.finish()
+        _finish_all(batch)
