@@ -125,11 +125,10 @@ def test_tombstone_mode_clears_values(
         source.close()
 
 
-def test_pages_left_at_different_steps_are_each_recovered(
+def _stop_at_page_two(
     settings: Settings, legacy: LegacySource, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Pages overlap: a failing finish of page 2 surfaces while page 3 is moved and
-    # page 4's intent is recorded, so three pages are left at two different steps.
+    """Run until page 2's finish fails: pages 2 and 3 are left `moved`, page 4 `copying`."""
     finish = Relocator._finish_page
 
     def failing(self: Relocator, page_no: int, batches: list[Batch], keys: list[str]) -> None:
@@ -140,6 +139,14 @@ def test_pages_left_at_different_steps_are_each_recovered(
     monkeypatch.setattr(Relocator, "_finish_page", failing)
     with pytest.raises(StorageError, match="went away"):
         run_migration(settings, legacy, batch_size=100, preparing_process=False)
+
+
+def test_pages_left_at_different_steps_are_each_recovered(
+    settings: Settings, legacy: LegacySource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pages overlap: a failing finish of page 2 surfaces while page 3 is moved and
+    # page 4's intent is recorded, so three pages are left at two different steps.
+    _stop_at_page_two(settings, legacy, monkeypatch)
     db = open_database(control_storage(settings))
     try:
         states = {b.page: b.state for b in ProgressStore(db, legacy.source_id).batches()}
@@ -166,16 +173,7 @@ def test_a_gateway_starting_mid_migration_leaves_its_reservations_alone(
     """A page whose intent is recorded (`copying`) holds `registering` reservations that
     belong to the migration: a gateway's start-up recovery must not undo them (the
     migration may be running in another process); the migration's own recovery does."""
-    finish = Relocator._finish_page
-
-    def failing(self: Relocator, page_no: int, batches: list[Batch], keys: list[str]) -> None:
-        if page_no == 2:
-            raise StorageError("the disk went away")
-        finish(self, page_no, batches, keys)
-
-    monkeypatch.setattr(Relocator, "_finish_page", failing)
-    with pytest.raises(StorageError, match="went away"):
-        run_migration(settings, legacy, batch_size=100, preparing_process=False)
+    _stop_at_page_two(settings, legacy, monkeypatch)
     monkeypatch.undo()
     db = open_database(control_storage(settings))
     try:
