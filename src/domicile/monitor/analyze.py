@@ -3,6 +3,12 @@
 An :class:`Analyzer` reads entries of one log in order and returns alerts and one fact
 row per entry (kept for cross-checks, thresholds and reports). Threshold checks over
 many entries (denied spikes, bulk access) run on the stored facts, in `thresholds.py`.
+
+Entries arrive as the bytes that were re-hashed. A decision of a shape met before
+(shapes.py) is checked from the shape and its own three values: its replay, the
+erasure and country checks and its fact row; whenever any of them would raise an
+alert, or the shape is unknown, the entry is decoded in full and takes the general
+path, so every alert is raised there, with the decoded entry as its evidence.
 """
 
 from __future__ import annotations
@@ -12,14 +18,14 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
-from domicile.errors import ConfigError
+from domicile.errors import ConfigError, LedgerError
+from domicile.ledger.entry import decode_entry
 from domicile.monitor.alerts import Alert
 from domicile.monitor.consistency import Consistency, Pending
+from domicile.monitor.facts import Fact, fact_row
+from domicile.monitor.follow import FetchProblem
 from domicile.monitor.replay import Replayer
-
-Fact = tuple[Any, ...]
+from domicile.monitor.shapes import Hit, Shape, ShapeCache
 
 
 @dataclass
@@ -32,6 +38,11 @@ class Analysis:
     """(policy hash, ledger index, record as JSON) of each policy version met."""
     pending: Pending = field(default_factory=Pending)
     """Rows of the cross-check tables, stored with the facts."""
+    latest: str = ""
+    """The time of the last entry analysed."""
+    shaped: dict[Shape, list[Any]] = field(default_factory=dict)
+    """Fact rows of decisions of known shapes: idx, time, decision id, subject ref in turn
+    for each, the other columns being the shape's (state.py, `insert_shaped_facts`)."""
 
 
 class Analyzer:
@@ -45,9 +56,11 @@ class Analyzer:
         catalog_digest: str,
         topology_digest: str,
         consistency: Consistency | None = None,
+        shapes: ShapeCache | None = None,
     ) -> None:
         """Check entries of `origin`; builds must be in `approved_builds`."""
         self.origin = origin
+        self.shapes = shapes if shapes is not None else ShapeCache()
         self.consistency = consistency or Consistency(origin, None)
         self.replayer = replayer
         self.approved_builds = frozenset(approved_builds)
@@ -67,17 +80,62 @@ class Analyzer:
             "relocation": self._relocation,
         }
 
-    def run(self, entries: list[tuple[int, dict[str, Any]]]) -> Analysis:
-        """Analyse entries (index, decoded entry), oldest first."""
+    def run(self, first: int, entries: list[bytes]) -> Analysis:
+        """Analyse entries as served (the first at index `first`), oldest first.
+
+        An entry that does not decode raises :class:`FetchProblem`.
+        """
         out = Analysis()
         self.consistency.decisions.clear()  # earlier chunks are stored by now
-        for index, entry in entries:
-            kind = entry["kind"]
-            handler = self._handlers.get(kind)
-            if handler is not None:
-                handler(index, entry, out)
-            out.facts.append(_fact(self.origin, index, entry))
+        lookup = self.shapes.lookup
+        for index, data in enumerate(entries, first):
+            hit = lookup(data)
+            if hit is not None and self._known_decision(index, hit, out):
+                continue
+            entry = _decode(index, data)
+            if hit is None:
+                self.shapes.learn(data, entry)
+            self.add(index, entry, out)
         return out
+
+    def add(self, index: int, entry: dict[str, Any], out: Analysis) -> None:
+        """Analyse one decoded entry into `out`."""
+        handler = self._handlers.get(str(entry["kind"]))
+        if handler is not None:
+            handler(index, entry, out)
+        out.facts.append(fact_row(self.origin, index, entry))
+        out.latest = str(entry["time"])
+
+    def _known_decision(self, index: int, hit: Hit, out: Analysis) -> bool:
+        """Check a decision of a known shape; False (nothing done) if it needs the full path.
+
+        It is what `_decision` does for this entry when that raises no alert: the
+        erasure check on its own subject, the country check and the replay under the
+        policy its shape names (looked up by its own replay key).
+        """
+        shape, decision_id, subject_ref, time = hit
+        policy_hash = shape.policy_hash
+        replayer = self.replayer
+        if policy_hash not in replayer.engines:
+            return False
+        if shape.reaches_subject and subject_ref:
+            erased = self.consistency.erased_at(subject_ref)
+            if erased is not None and erased < index:
+                return False
+        if shape.concern is None:  # the version's countries never change once loaded
+            shape.concern = bool(shape.countries & replayer.countries_of_concern(policy_hash))
+        if shape.concern:
+            return False
+        if self.replay_ok and replayer.replay_shape(shape, time).mismatch:
+            return False
+        self.consistency.decisions[index] = (decision_id, shape.result, shape.action, subject_ref)
+        self.policy_hash = policy_hash
+        rows = out.shaped.get(shape)
+        if rows is None:
+            rows = out.shaped[shape] = []
+        rows += (index, time, decision_id, subject_ref)
+        out.latest = time
+        return True
 
     def _alert(
         self,
@@ -174,32 +232,8 @@ class Analyzer:
             )  # fmt: skip
 
 
-def _fact(origin: str, index: int, entry: dict[str, Any]) -> Fact:
-    data = entry.get("input") or {}
-    principal = data.get("principal") or {}
-    context = data.get("context") or {}
-    resource = data.get("resource") or {}
-    detail = _detail(entry, resource)
-    return (
-        origin,
-        index,
-        entry["time"],
-        entry["kind"],
-        entry.get("result"),
-        entry.get("action") or entry.get("alert"),
-        principal.get("id") or entry.get("principal_id"),
-        principal.get("entity"),
-        context.get("purpose"),
-        entry.get("decision_id"),
-        entry.get("subject_ref") or resource.get("subject_ref"),
-        orjson.dumps(detail, option=orjson.OPT_SORT_KEYS).decode() if detail else None,
-    )
-
-
-def _detail(entry: dict[str, Any], resource: dict[str, Any]) -> dict[str, Any]:
-    kind = entry["kind"]
-    if kind == "decision":
-        return {"fields": resource.get("fields") or [], "allowed": entry.get("allowed_fields")}
-    if kind in {"transfer", "relocation", "migration-batch", "grant-step"}:
-        return {k: v for k, v in entry.items() if k not in {"v", "kind", "region", "time"}}
-    return {}
+def _decode(index: int, data: bytes) -> dict[str, Any]:
+    try:
+        return decode_entry(data)
+    except LedgerError as exc:
+        raise FetchProblem(f"entry {index} does not decode: {exc}") from None

@@ -6,6 +6,9 @@ consistent with every checkpoint seen before (RFC 9162 proofs from the gateway, 
 here against the stored roots), then fetches the new entries as C2SP entry bundles,
 re-hashes them into the stored compact range and compares the root with the signed
 one. Only then are the entries analysed and the new state committed.
+
+Entries leave the stream as the bytes that were hashed; the analyser decodes them
+(analyze.py, shapes.py), so one copy of each entry is all the monitor holds.
 """
 
 from __future__ import annotations
@@ -15,12 +18,10 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 from domicile.errors import CryptoError, EntryNotFound, LedgerError
 from domicile.ledger.checkpoint import Checkpoint, open_checkpoint
-from domicile.ledger.entry import decode_entry
-from domicile.ledger.merkle import CompactRange, leaf_hash, verify_consistency
+from domicile.ledger.merkle import CompactRange, leaf_hash, node_hash, verify_consistency
 from domicile.ledger.note import Ed25519Verifier
 from domicile.ledger.tiles import TILE_WIDTH
 from domicile.monitor.alerts import Alert
@@ -30,15 +31,21 @@ from domicile.monitor.state import MonitorState, SeenCheckpoint, Verified
 CHUNK = 16 * TILE_WIDTH
 """Entries analysed and stored per step: the monitor's memory stays flat whatever the log size."""
 
-PREFETCH = 8
+PREFETCH = 16
 """Entry bundles requested ahead of the one being re-hashed (from a small thread pool)."""
+
+FETCH_THREADS = 4
+"""Connections the prefetch uses: the gateway answers one while another is in flight."""
+
+_BUNDLE_LEVEL = TILE_WIDTH.bit_length() - 1
+"""A full entry bundle is a perfect subtree of this height (TILE_WIDTH is a power of two)."""
 
 
 @dataclass
 class Fetched:
-    """Entries fetched and re-hashed for one round."""
+    """Entries fetched and re-hashed for one round (as served: undecoded bytes)."""
 
-    entries: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    entries: list[bytes] = field(default_factory=list)
     frontier: CompactRange | None = None
 
 
@@ -132,7 +139,7 @@ class Follower:
         out = Fetched()
         stream = self.stream(start, size)
         try:
-            for chunk in stream:
+            for _, chunk in stream:
                 out.entries += chunk
         except (FetchProblem, Unavailable) as exc:
             return str(exc)
@@ -153,12 +160,11 @@ class Unavailable(LedgerError):
 
 
 class EntryStream:
-    """Iterate decoded entries of a log range in chunks; `frontier` re-hashes them.
+    """Iterate the entries of a log range in chunks; `frontier` re-hashes them.
 
     Bundles are fetched a few ahead on worker threads, so waiting on the gateway
-    overlaps with decoding and analysis. A missing bundle, or an entry that does not
-    decode, raises :class:`FetchProblem`; a gateway that does not answer raises
-    :class:`Unavailable`. After the last chunk,
+    overlaps with decoding and analysis. A missing bundle raises :class:`FetchProblem`;
+    a gateway that does not answer raises :class:`Unavailable`. After the last chunk,
     `frontier` holds the compact range of the whole tree, to compare with the signed root.
     """
 
@@ -179,11 +185,12 @@ class EntryStream:
         except LedgerError as exc:  # unreachable, timed out, 5xx: not evidence of anything
             raise Unavailable(f"entry bundle {bundle} cannot be read now: {exc}") from None
 
-    def __iter__(self) -> Iterator[list[tuple[int, dict[str, Any]]]]:
-        """Yield lists of (index, entry), oldest first."""
+    def __iter__(self) -> Iterator[tuple[int, list[bytes]]]:
+        """Yield (index of the first, entries as served), oldest first."""
         bundles = range(self.start // TILE_WIDTH, (self.size + TILE_WIDTH - 1) // TILE_WIDTH)
-        out: list[tuple[int, dict[str, Any]]] = []
-        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="monitor-fetch") as pool:
+        out: list[bytes] = []
+        first = self.start
+        with ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="monitor-fetch") as pool:
             ahead: deque[tuple[int, Future[list[bytes]]]] = deque()
             todo = iter(bundles)
             for bundle in itertools.islice(todo, PREFETCH):
@@ -198,17 +205,37 @@ class EntryStream:
                     raise
                 for nxt in itertools.islice(todo, 1):
                     ahead.append((nxt, pool.submit(self._bundle, nxt)))
-                base = bundle * TILE_WIDTH
-                skip = max(0, self.start - base)
-                fresh = raw[skip:]
-                self.frontier.extend([leaf_hash(data) for data in fresh], record=False)
-                for offset, data in enumerate(fresh, base + skip):
-                    try:
-                        out.append((offset, decode_entry(data)))
-                    except LedgerError as exc:
-                        raise FetchProblem(f"entry {offset} does not decode: {exc}") from None
+                fresh = raw[max(0, self.start - bundle * TILE_WIDTH) :]
+                self.frontier = rehash(self.frontier, fresh)
+                out += fresh
                 if len(out) >= self.chunk:
-                    yield out
+                    yield first, out
+                    first += len(out)
                     out = []
         if out:
-            yield out
+            yield first, out
+
+
+def rehash(frontier: CompactRange, entries: list[bytes]) -> CompactRange:
+    """`frontier` extended by the leaf hashes of `entries` (RFC 9162 §2.1.1).
+
+    A full bundle that starts on a bundle boundary is a perfect subtree: its root is
+    folded level by level and joins the frontier as one node, which costs one hash call
+    per node and no per-leaf bookkeeping. Anything else goes leaf by leaf.
+    """
+    leaves = [leaf_hash(data) for data in entries]
+    size = frontier.size
+    if len(leaves) != TILE_WIDTH or size % TILE_WIDTH:
+        frontier.extend(leaves, record=False)
+        return frontier
+    level = leaves
+    while len(level) > 1:
+        level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+    hashes = [node.hash for node in frontier.nodes]
+    subtree = level[0]
+    bits = size >> _BUNDLE_LEVEL
+    while bits & 1:  # each trailing one bit is a subtree of the same height to merge with
+        subtree = node_hash(hashes.pop(), subtree)
+        bits >>= 1
+    hashes.append(subtree)
+    return CompactRange(size + TILE_WIDTH, hashes)

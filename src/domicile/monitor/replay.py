@@ -29,6 +29,7 @@ from typing import Any
 
 from domicile.catalog.catalog import Catalog
 from domicile.errors import ConfigError, DomicileError
+from domicile.monitor.shapes import Shape
 from domicile.policy.config import PolicyConfig
 from domicile.policy.engine import PolicyEngine
 from domicile.policy.model import (
@@ -136,23 +137,56 @@ class Replayer:
         known = self._cache.get(key)
         if known is None:
             try:
-                request = self._request(entry)
+                known = self._decide(engine, entry, key)
             except (DomicileError, KeyError, TypeError, ValueError) as exc:
                 return Outcome(replayed=False, detail=f"input cannot be replayed: {exc}")
-            if request.action == "administer":
-                setting = entry["input"]["resource"].get("setting") or ADMIN_SETTING
-                verdict = engine.decide(_admin_request(request, setting)).verdict
-                known = (verdict.allowed, frozenset())
-            else:
-                decision = engine.decide_fields(request)
-                known = (decision.allowed, frozenset(decision.allowed_fields))
-            if len(self._cache) > 200_000:
-                self._cache.clear()
-            self._cache[key] = known
-        context = entry["input"]["context"]
-        # Only a grant replayed from its id alone is approximate (older entries).
-        with_grant = bool(context.get("grant")) and not isinstance(context.get("grant_state"), dict)
-        return _compare(entry, known[0], known[1], with_grant)
+        return _compare(entry, known[0], known[1], _with_grant_id(entry))
+
+    def replay_shape(self, shape: Shape, time: str) -> Outcome:
+        """Replay a decision of a known shape at `time` (shapes.py): the same as `replay`.
+
+        The replay key is the shape's, with the time's second if the policy reads time,
+        so each entry is looked up in the result cache like any other; what the shape
+        memoises is only what depends on the shape alone (its key, the comparison).
+        """
+        engine = self.engines.get(shape.policy_hash)
+        if engine is None:
+            return Outcome(replayed=False, detail="policy version not recorded")
+        base = shape.replay_key
+        if base is None:
+            try:
+                base = shape.replay_key = _key(shape.template, False)
+            except (KeyError, TypeError, AttributeError) as exc:
+                return Outcome(replayed=False, detail=f"input cannot be replayed: {exc}")
+        key = (*base[:-1], entry_seconds(time)) if engine.snapshot.uses_time else base
+        known = self._cache.get(key)
+        if known is None:
+            try:
+                known = self._decide(engine, {**shape.template, "time": time}, key)
+            except (DomicileError, KeyError, TypeError, ValueError) as exc:
+                return Outcome(replayed=False, detail=f"input cannot be replayed: {exc}")
+        outcome: Outcome | None = shape.outcomes.get(known)
+        if outcome is None:
+            template = shape.template
+            outcome = shape.outcomes[known] = _compare(template, *known, _with_grant_id(template))
+        return outcome
+
+    def _decide(
+        self, engine: PolicyEngine, entry: Mapping[str, Any], key: tuple[Any, ...]
+    ) -> tuple[bool, frozenset[str]]:
+        """Decide the entry's input again and cache the result under `key`."""
+        request = self._request(entry)
+        if request.action == "administer":
+            setting = entry["input"]["resource"].get("setting") or ADMIN_SETTING
+            verdict = engine.decide(_admin_request(request, setting)).verdict
+            known: tuple[bool, frozenset[str]] = (verdict.allowed, frozenset())
+        else:
+            decision = engine.decide_fields(request)
+            known = (decision.allowed, frozenset(decision.allowed_fields))
+        if len(self._cache) > 200_000:
+            self._cache.clear()
+        self._cache[key] = known
+        return known
 
     def _request(self, entry: Mapping[str, Any]) -> PolicyRequest:
         data = entry["input"]
@@ -204,6 +238,12 @@ class Replayer:
                 time=entry_seconds(str(entry.get("time", ""))),
             ),
         )
+
+
+def _with_grant_id(entry: Mapping[str, Any]) -> bool:
+    """Only a grant replayed from its id alone is approximate (older entries)."""
+    context = entry["input"]["context"]
+    return bool(context.get("grant")) and not isinstance(context.get("grant_state"), dict)
 
 
 def _admin_request(request: PolicyRequest, setting: str) -> CedarRequest:

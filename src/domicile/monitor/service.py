@@ -25,7 +25,15 @@ from domicile.monitor.client import LogClient
 from domicile.monitor.consistency import Consistency, unpaired_relocations
 from domicile.monitor.follow import FetchProblem, Follower, Unavailable, split_view_alert
 from domicile.monitor.replay import Replayer
-from domicile.monitor.state import FACT_COLUMNS, FORGETTABLE, MonitorState, Verified, upsert_sql
+from domicile.monitor.shapes import ShapeCache
+from domicile.monitor.state import (
+    FACT_COLUMNS,
+    FORGETTABLE,
+    MonitorState,
+    Verified,
+    insert_shaped_facts,
+    upsert_sql,
+)
 from domicile.monitor.thresholds import Thresholds, threshold_alerts
 from domicile.residency.topology import Topology, load_topology
 
@@ -65,6 +73,8 @@ class Monitor:
         topology: Topology = load_topology(config.topology_file)
         catalog: Catalog = load_catalog(config.catalog_file)
         self.replayer = Replayer(topology, catalog)
+        self.shapes = ShapeCache()
+        """Decision shapes met in any log (they hold nothing of a log's state)."""
         self._digests = (catalog.digest(), topology.digest())
 
     def close(self) -> None:
@@ -141,7 +151,7 @@ class Monitor:
     def _analyzer(self, origin: str) -> Analyzer:
         analyzer = Analyzer(
             origin, self.replayer, self.config.approved_builds, *self._digests,
-            Consistency(origin, self.state),
+            Consistency(origin, self.state), self.shapes,
         )  # fmt: skip
         for policy_hash, _, record in self.state.policy_records(origin):
             self.replayer.add_version(record)
@@ -164,16 +174,17 @@ class Monitor:
         range are deleted again, and only the rewrite itself is raised.
         """
         origin = follower.origin
+        self._forget(origin, start.size)  # left by a round that stopped half way, if any
         analyzer = self._analyzer(origin)
         found: list[Alert] = []
         latest = ""
         stream = follower.stream(start, checkpoint.size)
         try:
             with _gc_paused():
-                for chunk in stream:
-                    analysis = analyzer.run(chunk)
+                for first, chunk in stream:
+                    analysis = analyzer.run(first, chunk)
                     found += analysis.alerts + self._store(origin, analysis)
-                    latest = str(chunk[-1][1]["time"])
+                    latest = analysis.latest
         except FetchProblem as exc:
             self._forget(origin, start.size)
             return [_rewritten(origin, checkpoint, note, verified, str(exc))]
@@ -208,6 +219,8 @@ class Monitor:
         rows = analysis.pending.rows
         with self.state.transaction() as db:
             db.executemany(upsert_sql("facts", FACT_COLUMNS.split(", ")), analysis.facts)
+            for shape, flat in analysis.shaped.items():
+                insert_shaped_facts(db, origin, shape.fact_middle, shape.detail, flat)
             db.executemany(
                 "INSERT OR IGNORE INTO policies VALUES (?, ?, ?, ?)",
                 [(origin, h, i, r) for h, i, r in analysis.policies],

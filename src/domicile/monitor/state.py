@@ -8,6 +8,7 @@ row of facts per entry (for cross-checks, thresholds and reports), and every ale
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -113,6 +114,42 @@ FACT_COLUMNS = (
     "origin, idx, time, kind, result, action, principal, entity, purpose, "
     "decision_id, subject_ref, detail"
 )
+
+SHAPED_ROWS = 64
+"""Fact rows per statement in `insert_shaped_facts`."""
+
+
+@functools.lru_cache(maxsize=8)
+def _shaped_sql(rows: int) -> str:
+    # Only the four values that differ per row are bound per row; the constant columns
+    # are bound once per statement (casts: PostgreSQL infers no type from a bare `?`).
+    values = ", ".join(["(?, ?, ?, ?)"] * rows)
+    return (
+        f"WITH v (idx, time, decision_id, subject_ref) AS (VALUES {values})"
+        f" INSERT INTO facts ({FACT_COLUMNS}) SELECT CAST(? AS TEXT), CAST(v.idx AS BIGINT),"
+        " v.time, CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT),"
+        " CAST(? AS TEXT), CAST(? AS TEXT), v.decision_id, v.subject_ref, CAST(? AS TEXT)"
+        " FROM v"
+    )
+
+
+def insert_shaped_facts(
+    db: Connection, origin: str, middle: Sequence[Any], detail: str | None, flat: list[Any]
+) -> None:
+    """Insert fact rows of `origin` that share every column but four.
+
+    `middle` is kind … purpose and `detail` the detail, the same for every row; `flat`
+    holds idx, time, decision_id and subject_ref of each row in turn. The rows must be
+    new (`Monitor` drops the facts of a range before it stores it again).
+    """
+    constants = [origin, *middle, detail]
+    width = 4 * SHAPED_ROWS
+    full = len(flat) - len(flat) % width
+    if full:
+        sql = _shaped_sql(SHAPED_ROWS)
+        db.executemany(sql, [flat[i : i + width] + constants for i in range(0, full, width)])
+    if full < len(flat):
+        db.execute(_shaped_sql((len(flat) - full) // 4), flat[full:] + constants)
 
 
 @dataclass(frozen=True)
