@@ -1,8 +1,10 @@
 """The vault of one region: sealed (encrypted) field values per subject, on SQLite or PostgreSQL.
 
 The vault stores only ciphertext made by `domicile.keys.envelope`; it never holds a key
-and cannot decrypt. Erasure and relocation leave a tombstone row (state, version, times)
-with no field values.
+and cannot decrypt. A subject is one row: its state, version and times, and its sealed
+values as one JSON object of field name to hex ciphertext, so any read seeks one row per
+subject. Erasure and relocation leave a tombstone row (state, version, times) with no
+field values.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from domicile.errors import SubjectErased, SubjectNotFound, VersionMismatch
+import orjson
+
+from domicile.errors import IntegrityError, SubjectErased, SubjectNotFound, VersionMismatch
 from domicile.storage.database import Database, insert_values
 from domicile.storage.migrations import migrate
 
@@ -43,6 +47,29 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
+def _pack(sealed: Mapping[str, bytes]) -> str:
+    """A subject's sealed values as stored: a JSON object of field name to hex ciphertext."""
+    return orjson.dumps({name: value.hex() for name, value in sealed.items()}).decode()
+
+
+def _unpack(
+    subject_id: str, region: str, stored: object, names: Collection[str] | None
+) -> dict[str, bytes]:
+    """The sealed values of `names` (all when None) from a stored row's column."""
+    if stored is None:
+        return {}
+    try:
+        values = orjson.loads(stored)  # type: ignore[arg-type]
+        if names is None:
+            return {str(name): bytes.fromhex(value) for name, value in values.items()}
+        return {name: bytes.fromhex(values[name]) for name in names if name in values}
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
+        raise IntegrityError(
+            f"stored values of subject `{subject_id}` in `{region}` are malformed"
+        ) from exc
+
+
+_HEAD = "id, state, version, catalog_version, created_at, updated_at, sealed"
 _BULK = 400
 _BULK_MARKS = ", ".join("?" for _ in range(_BULK))
 
@@ -87,17 +114,9 @@ class Vault:
                     tuple(chunk),
                 )
             tx.executemany(
-                "INSERT INTO subjects (id, state, version, catalog_version, created_at, updated_at)"
-                " VALUES (?, 'active', 1, ?, ?, ?)",
-                [(subject_id, catalog_version, now, now) for subject_id in ids],
-            )
-            tx.executemany(
-                "INSERT INTO fields (subject_id, name, sealed) VALUES (?, ?, ?)",
-                [
-                    (subject_id, name, value)
-                    for subject_id, sealed in records
-                    for name, value in sealed.items()
-                ],
+                "INSERT INTO subjects (id, state, version, catalog_version, created_at,"
+                " updated_at, sealed) VALUES (?, 'active', 1, ?, ?, ?, ?)",
+                [(sid, catalog_version, now, now, _pack(sealed)) for sid, sealed in records],
             )
 
     def insert_rows(
@@ -108,9 +127,14 @@ class Vault:
     ) -> None:
         """Store new subjects from ready (subject id, field, sealed) rows in one transaction.
 
-        `insert_many` for bulk loads that already hold their rows in this shape (no
-        per-subject mapping to build): the same checks, all or none.
+        `insert_many` for bulk loads that already hold their values in this shape: the
+        same checks, all or none. Every row's subject must be among `subject_ids`.
         """
+        packed: dict[str, dict[str, str]] = {sid: {} for sid in subject_ids}
+        for subject_id, name, value in rows:
+            if subject_id not in packed:
+                raise ValueError(f"a row of subject `{subject_id}` is not among the subjects")
+            packed[subject_id][name] = value.hex()
         now = _now()
         with self.db.transaction() as tx:
             for start in range(0, len(subject_ids), _BULK):
@@ -121,120 +145,77 @@ class Vault:
             insert_values(
                 tx,
                 "INSERT INTO subjects (id, state, version, catalog_version, created_at,"
-                " updated_at) VALUES",
-                "(?, 'active', 1, ?, ?, ?)",
-                [(subject_id, catalog_version, now, now) for subject_id in subject_ids],
-            )
-            insert_values(
-                tx, "INSERT INTO fields (subject_id, name, sealed) VALUES", "(?, ?, ?)", rows
+                " updated_at, sealed) VALUES",
+                "(?, 'active', 1, ?, ?, ?, ?)",
+                [
+                    (sid, catalog_version, now, now, orjson.dumps(values).decode())
+                    for sid, values in packed.items()
+                ],
             )
 
     def sealed_rows(self, subject_ids: Sequence[str]) -> tuple[int, list[tuple[str, str, bytes]]]:
         """(active subjects among `subject_ids`, their (subject id, field, sealed) rows
         ordered by subject id then field name in byte order), a few hundred ids per statement."""
         ids = sorted(set(subject_ids))
-        collate = ' COLLATE "C"' if self.db.dialect == "postgres" else ""
         active = 0
         out: list[tuple[str, str, bytes]] = []
         for start in range(0, len(ids), _BULK):
-            chunk = _bulk_chunk(ids, start)
-            counted = self.db.query(
-                f"SELECT COUNT(*) FROM subjects WHERE state = 'active' AND id IN ({_BULK_MARKS})",
-                chunk,
-            )
-            active += int(counted[0][0])
-            rows = self.db.query(
-                f"SELECT subject_id, name, sealed FROM fields WHERE subject_id IN ({_BULK_MARKS})"
-                f" ORDER BY subject_id{collate}, name{collate}",
-                chunk,
-            )
-            if self.db.dialect == "sqlite":
-                out += rows
-            else:
-                out += [(str(r[0]), str(r[1]), bytes(r[2])) for r in rows]
+            found = {
+                str(row[0]): row[1]
+                for row in self.db.query(
+                    "SELECT id, sealed FROM subjects WHERE state = 'active'"
+                    f" AND id IN ({_BULK_MARKS})",
+                    _bulk_chunk(ids, start),
+                )
+            }
+            active += len(found)
+            for subject_id in sorted(found):
+                values = _unpack(subject_id, self.region, found[subject_id], None)
+                out += [(subject_id, name, values[name]) for name in sorted(values)]
         return active, out
 
     def fetch(self, subject_id: str, names: Collection[str] | None = None) -> SealedRecord:
-        """Return a subject's record with the sealed values of `names` (all when None).
-
-        One statement (the row joined with its fields), so it is atomic on its own.
-        """
-        wanted = "" if names is None else " AND f.name IN (" + ", ".join("?" for _ in names) + ")"
-        if names is not None and not names:
-            wanted = " AND 1 = 0"
-        rows = self.db.query(
-            "SELECT s.state, s.version, s.catalog_version, s.created_at, s.updated_at,"
-            " f.name, f.sealed FROM subjects s LEFT JOIN fields f ON f.subject_id = s.id"
-            f"{wanted} WHERE s.id = ?",
-            (*(names or ()), subject_id),
-        )
-        record = self._record(subject_id, rows[0][:5] if rows else None)
-        record.fields.update((str(r[5]), bytes(r[6])) for r in rows if r[5] is not None)
-        return record
+        """Return a subject's record with the sealed values of `names` (all when None)."""
+        rows = self.db.query(f"SELECT {_HEAD} FROM subjects WHERE id = ?", (subject_id,))
+        return self._from_row(subject_id, rows[0] if rows else None, names)
 
     def fetch_many(
         self, subject_ids: Sequence[str], names: Collection[str] | None = None
     ) -> dict[str, SealedRecord | SubjectNotFound | SubjectErased]:
         """Fetch several subjects, a few hundred per statement; misses are returned, not raised."""
-        rows_by_id: dict[str, list[Any]] = {}
-        wanted = "" if names is None else " AND f.name IN (" + ", ".join("?" for _ in names) + ")"
+        rows: dict[str, tuple[Any, ...]] = {}
         for start in range(0, len(subject_ids), 400):
             chunk = list(dict.fromkeys(subject_ids[start : start + 400]))
             marks = ", ".join("?" for _ in chunk)
-            for row in self.db.query(
-                "SELECT s.id, s.state, s.version, s.catalog_version, s.created_at, s.updated_at,"
-                " f.name, f.sealed FROM subjects s LEFT JOIN fields f ON f.subject_id = s.id"
-                f"{wanted} WHERE s.id IN ({marks})",
-                (*(names or ()), *chunk),
-            ):
-                rows_by_id.setdefault(str(row[0]), []).append(row)
+            for row in self.db.query(f"SELECT {_HEAD} FROM subjects WHERE id IN ({marks})", chunk):
+                rows[str(row[0])] = row
         out: dict[str, SealedRecord | SubjectNotFound | SubjectErased] = {}
         for subject_id in subject_ids:
-            rows = rows_by_id.get(subject_id)
             try:
-                record = self._record(subject_id, tuple(rows[0][1:6]) if rows else None)
+                out[subject_id] = self._from_row(subject_id, rows.get(subject_id), names)
             except (SubjectNotFound, SubjectErased) as exc:
                 out[subject_id] = exc
-                continue
-            record.fields.update((str(r[6]), bytes(r[7])) for r in rows or () if r[6] is not None)
-            out[subject_id] = record
         return out
 
     def fetch_active_page(
         self, after: str, limit: int, names: Collection[str]
     ) -> list[SealedRecord]:
         """The next `limit` active subjects with id > `after`, in id order, with the sealed
-        values of `names` (dataset exports walk a vault with it).
+        values of `names` (dataset exports walk a vault with it); one statement."""
+        rows = self.db.query(
+            f"SELECT {_HEAD} FROM subjects WHERE state = 'active' AND id > ? ORDER BY id LIMIT ?",
+            (after, limit),
+        )
+        return [self._from_row(str(row[0]), row, names) for row in rows]
 
-        Two statements in one read transaction, whatever the page size: the page's ids,
-        then the fields of that id range, read in index order rather than sought per id.
-        Field rows exist only for active subjects (a tombstone deletes them).
-        """
-        marks = ", ".join("?" for _ in names) or "NULL"
-        with self.db.transaction(write=False) as tx:
-            heads = tx.execute(
-                "SELECT id, version, catalog_version, created_at, updated_at FROM subjects"
-                " WHERE state = 'active' AND id > ? ORDER BY id LIMIT ?",
-                (after, limit),
-            ).fetchall()
-            if not heads:
-                return []
-            rows = tx.execute(
-                "SELECT subject_id, name, sealed FROM fields WHERE subject_id > ?"
-                f" AND subject_id <= ? AND name IN ({marks})",
-                (after, heads[-1][0], *names),
-            ).fetchall()
-        out = {
-            str(h[0]): SealedRecord(
-                str(h[0]), self.region, int(h[1]), str(h[2]), str(h[3]), str(h[4])
-            )
-            for h in heads
-        }
-        for subject_id, name, sealed in rows:
-            record = out.get(str(subject_id))
-            if record is not None:
-                record.fields[str(name)] = bytes(sealed)
-        return list(out.values())
+    def _from_row(
+        self, subject_id: str, row: tuple[Any, ...] | None, names: Collection[str] | None
+    ) -> SealedRecord:
+        """The record of a `_HEAD` row, with the sealed values of `names` (all when None)."""
+        record = self._record(subject_id, None if row is None else row[1:6])
+        assert row is not None  # `_record` raised otherwise
+        record.fields.update(_unpack(subject_id, self.region, row[6], names))
+        return record
 
     def _record(self, subject_id: str, head: tuple[object, ...] | None) -> SealedRecord:
         if head is None:
@@ -264,29 +245,21 @@ class Vault:
         version (VersionMismatch otherwise), so read-modify-write clients lose no update.
         """
         with self.db.transaction() as tx:
-            head = tx.execute(
-                "SELECT state, version, catalog_version, created_at, updated_at"
-                " FROM subjects WHERE id = ?" + self._lock_clause,
-                (subject_id,),
+            row = tx.execute(
+                f"SELECT {_HEAD} FROM subjects WHERE id = ?" + self._lock_clause, (subject_id,)
             ).fetchone()
-            record = self._record(subject_id, head)
+            record = self._from_row(subject_id, row, None)
             if expected_version is not None and record.version != expected_version:
                 raise VersionMismatch(
                     f"subject `{subject_id}` is at version {record.version}, not {expected_version}"
                 )
+            values = {**record.fields, **sealed}
+            for name in remove:
+                values.pop(name, None)
             new_version = record.version + 1
             tx.execute(
-                "UPDATE subjects SET version = ?, updated_at = ? WHERE id = ?",
-                (new_version, _now(), subject_id),
-            )
-            tx.executemany(
-                "INSERT INTO fields (subject_id, name, sealed) VALUES (?, ?, ?)"
-                " ON CONFLICT (subject_id, name) DO UPDATE SET sealed = excluded.sealed",
-                [(subject_id, name, value) for name, value in sealed.items()],
-            )
-            tx.executemany(
-                "DELETE FROM fields WHERE subject_id = ? AND name = ?",
-                [(subject_id, name) for name in remove],
+                "UPDATE subjects SET version = ?, updated_at = ?, sealed = ? WHERE id = ?",
+                (new_version, _now(), _pack(values), subject_id),
             )
         return new_version
 
@@ -300,16 +273,15 @@ class Vault:
             ).fetchone()
             if head is None:
                 raise SubjectNotFound(f"subject `{subject_id}` is not in region `{self.region}`")
-            tx.execute("DELETE FROM fields WHERE subject_id = ?", (subject_id,))
             tx.execute(
-                "UPDATE subjects SET state = ?, version = version + 1, updated_at = ? WHERE id = ?",
+                "UPDATE subjects SET state = ?, version = version + 1, updated_at = ?,"
+                " sealed = NULL WHERE id = ?",
                 (state.value, _now(), subject_id),
             )
 
     def discard(self, subject_id: str) -> None:
         """Remove every trace of a subject that was never authoritative here (failed copy)."""
         with self.db.transaction() as tx:
-            tx.execute("DELETE FROM fields WHERE subject_id = ?", (subject_id,))
             tx.execute("DELETE FROM subjects WHERE id = ?", (subject_id,))
 
     def discard_many(self, subject_ids: Sequence[str]) -> None:
@@ -317,7 +289,6 @@ class Vault:
         with self.db.transaction() as tx:
             for start in range(0, len(subject_ids), _BULK):
                 chunk = _bulk_chunk(subject_ids, start)
-                tx.execute(f"DELETE FROM fields WHERE subject_id IN ({_BULK_MARKS})", chunk)
                 tx.execute(f"DELETE FROM subjects WHERE id IN ({_BULK_MARKS})", chunk)
 
     def state(self, subject_id: str) -> SubjectState | None:

@@ -11,7 +11,7 @@ import pytest
 from domicile.errors import ConfigError, MigrationError
 from domicile.storage.database import SqliteDatabase
 from domicile.storage.group_commit import GroupCommit
-from domicile.storage.migrations import migrate
+from domicile.storage.migrations import load_migrations, migrate
 from domicile.storage.url import PostgresUrl, SqliteUrl, parse_storage_url, with_schema
 
 
@@ -50,8 +50,10 @@ def test_bad_urls_are_config_errors(url: str) -> None:
 
 def test_migrations_apply_once_and_refuse_a_newer_schema(tmp_path: Path) -> None:
     db = SqliteDatabase(SqliteUrl(tmp_path / "v.db"))
-    assert migrate(db, "vault", "domicile.vault") == 1
-    assert migrate(db, "vault", "domicile.vault") == 1  # idempotent
+    latest = len(load_migrations("domicile.vault", "sqlite"))
+    assert latest >= 2
+    assert migrate(db, "vault", "domicile.vault") == latest
+    assert migrate(db, "vault", "domicile.vault") == latest  # idempotent
     with db.transaction() as tx:
         tx.execute("INSERT INTO schema_migrations VALUES ('vault', 99, '0099_future.sql')")
     with pytest.raises(MigrationError, match="newer than this code"):

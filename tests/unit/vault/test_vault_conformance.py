@@ -7,8 +7,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from domicile.errors import SubjectErased, SubjectNotFound, VersionMismatch
+from domicile.errors import (
+    IntegrityError,
+    StorageError,
+    SubjectErased,
+    SubjectNotFound,
+    VersionMismatch,
+)
 from domicile.storage.database import open_database
+from domicile.storage.migrations import load_migrations
 from domicile.storage.url import StorageUrl
 from domicile.vault.store import SubjectState, Vault
 
@@ -176,3 +183,54 @@ def test_eight_concurrent_writers_lose_no_update(vault: Vault) -> None:
     record = vault.fetch("a" * 32)
     assert int(record.fields["counter"]) == 8 * per_writer
     assert record.version == 1 + 8 * per_writer
+
+
+def test_a_vault_of_the_field_row_layout_is_carried_over(storage_url: StorageUrl) -> None:
+    """A vault written by the first schema (a row per field) opens with every sealed
+    value, version and tombstone as it was, and its old field rows are gone."""
+    db = open_database(storage_url)
+    try:
+        first = load_migrations("domicile.vault", db.dialect)[0]
+        with db.transaction() as tx:
+            tx.execute(
+                "CREATE TABLE schema_migrations (component TEXT NOT NULL, version INTEGER"
+                " NOT NULL, name TEXT NOT NULL, PRIMARY KEY (component, version))"
+            )
+            for statement in first.sql.split(";\n"):
+                if statement.strip():
+                    tx.execute(statement)
+            tx.execute("INSERT INTO schema_migrations VALUES ('vault', 1, ?)", (first.name,))
+            heads = [("a" * 32, "active", 3), ("b" * 32, "erased", 2), ("c" * 32, "active", 1)]
+            for sid, state, version in heads:
+                tx.execute(
+                    "INSERT INTO subjects VALUES (?, ?, ?, 'v1', '2026-01-01', '2026-01-02')",
+                    (sid, state, version),
+                )
+            for name, value in (("email", b"\x01\x00sealed"), ("phone", b"\xff\x01")):
+                tx.execute("INSERT INTO fields VALUES (?, ?, ?)", ("a" * 32, name, value))
+    finally:
+        db.close()
+    vault = Vault("eu-ie", open_database(storage_url))
+    try:
+        record = vault.fetch("a" * 32)
+        assert record.fields == {"email": b"\x01\x00sealed", "phone": b"\xff\x01"}
+        assert (record.version, record.created_at) == (3, "2026-01-01")
+        assert vault.fetch("c" * 32).fields == {}
+        with pytest.raises(SubjectErased):
+            vault.fetch("b" * 32)
+        assert vault.update("a" * 32, {"bio": b"b"}, remove=["phone"]) == 4
+        assert vault.fetch("a" * 32).fields == {"email": b"\x01\x00sealed", "bio": b"b"}
+        with pytest.raises(StorageError):
+            vault.db.query("SELECT COUNT(*) FROM fields")
+    finally:
+        vault.close()
+
+
+def test_a_tampered_row_is_an_integrity_error_not_a_crash(vault: Vault) -> None:
+    vault.insert("a" * 32, {"email": b"e"}, "v1")
+    with vault.db.transaction() as tx:
+        tx.execute("UPDATE subjects SET sealed = ? WHERE id = ?", ('{"email": "zz"}', "a" * 32))
+    with pytest.raises(IntegrityError):
+        vault.fetch("a" * 32)
+    with pytest.raises(IntegrityError):
+        vault.fetch_many(["a" * 32])
