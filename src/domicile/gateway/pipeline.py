@@ -31,7 +31,7 @@ from domicile.gateway.transform import Transformer
 from domicile.grants.store import Grant, GrantStore, grant_state
 from domicile.keys.custodian import Authorization, Custodian
 from domicile.keys.envelope import field_aad, open_fields, seal
-from domicile.policy.engine import new_decision_id
+from domicile.policy.engine import new_decision_ids
 from domicile.policy.model import NO_GRANT
 from domicile.principals.store import Principal, PrincipalStore
 from domicile.residency.directory import SubjectDirectory
@@ -289,10 +289,19 @@ class Gateway:
                 decision_event(r, d, self.subject_ref(r.region, sid) if sid else None)
                 for (r, sid), d in zip(items, decisions, strict=True)
             ]
+        wanted: dict[str, list[str]] = {}
+        for request, sid in items:
+            if sid:
+                wanted.setdefault(request.region, []).append(sid)
+        refs = {
+            (region, sid): ref
+            for region, ids in wanted.items()
+            for sid, ref in self.regions[region].custodian.subject_refs(ids).items()
+        }
         templates: dict[tuple[object, ...], dict[str, Any]] = {}
         events: list[Event] = []
         for (request, sid), decision in zip(items, decisions, strict=True):
-            ref = self.subject_ref(request.region, sid) if sid else None
+            ref = refs[request.region, sid] if sid else None
             key = _shape(request, decision)
             template = templates.get(key)
             if template is None:
@@ -620,6 +629,7 @@ class Gateway:
     def _batch_decisions(self, requests: Sequence[AccessRequest]) -> list[Decision]:
         shared: dict[tuple[str, tuple[object, ...], object], Decision] = {}
         out: list[Decision] = []
+        ids = iter(new_decision_ids(len(requests)))
         for request in requests:
             key = (request.region, request.grant.key(), request.transfer)
             decision = shared.get(key)
@@ -627,7 +637,7 @@ class Gateway:
                 decision = shared[key] = self.decider.decide(request)
                 out.append(decision)
             else:
-                out.append(replace(decision, decision_id=new_decision_id()))
+                out.append(decision.with_id(next(ids)))
         return out
 
     def _fetch_allowed(

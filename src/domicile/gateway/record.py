@@ -26,27 +26,53 @@ class Recorder(Protocol):
         """`record` for a caller on an event loop, which it does not block."""
 
 
-def _filled(event: Event, time: str, templates: dict[tuple[int, str, str], bytes]) -> bytes:
+_Template = tuple[tuple[bytes, ...], tuple[str, ...], frozenset[str]] | None
+
+
+def _filled(event: Event, time: str, templates: dict[tuple[int, str, str], _Template]) -> bytes:
     """Encode an event whose attributes are a shared template with placeholders.
 
     The template is encoded once per `record` call (events share the attributes
-    object); each placeholder string must occur exactly once in it, and is replaced by
-    the canonical JSON of the event's value, which keeps the entry canonical (keys do
-    not move, values are encoded as `encode_entry` would). Otherwise the event is
-    encoded filled in, the slow way.
+    object) and cut at its placeholders; each placeholder string must occur exactly
+    once in it, and is replaced by the canonical JSON of the event's value, which keeps
+    the entry canonical (keys do not move, values are encoded as `encode_entry` would).
+    Otherwise the event is encoded filled in, the slow way.
     """
     assert event.fill is not None
     key = (id(event.attributes), event.kind, event.region)
-    template = templates.get(key)
-    if template is None:
-        template = templates[key] = encode_entry(event.kind, event.region, time, event.attributes)
-    entry = template
-    for placeholder, value in event.fill.items():
+    if key not in templates:
+        templates[key] = _cut(encode_entry(event.kind, event.region, time, event.attributes),
+                              tuple(event.fill))  # fmt: skip
+    template = templates[key]
+    if template is None or event.fill.keys() != template[2]:
+        return encode_entry(event.kind, event.region, time, fill_in(event))
+    parts, names, _ = template
+    fill = event.fill
+    out = [parts[0]]
+    for name, part in zip(names, parts[1:], strict=True):
+        out.append(canonical_json(fill[name]))
+        out.append(part)
+    return b"".join(out)
+
+
+def _cut(entry: bytes, placeholders: tuple[str, ...]) -> _Template:
+    """The entry's bytes around its placeholders, in the order they occur, or None
+    unless each placeholder occurs exactly once."""
+    at: list[tuple[int, str, bytes]] = []
+    for placeholder in placeholders:
         quoted = canonical_json(placeholder)
         if entry.count(quoted) != 1:
-            return encode_entry(event.kind, event.region, time, fill_in(event))
-        entry = entry.replace(quoted, canonical_json(value))
-    return entry
+            return None
+        at.append((entry.index(quoted), placeholder, quoted))
+    at.sort()
+    parts: list[bytes] = []
+    start = 0
+    for position, _, quoted in at:
+        parts.append(entry[start:position])
+        start = position + len(quoted)
+    parts.append(entry[start:])
+    names = tuple(name for _, name, _ in at)
+    return tuple(parts), names, frozenset(names)
 
 
 def fill_in(event: Event) -> dict[str, Any]:
@@ -107,7 +133,7 @@ class LedgerRecorder:
         """Each event's canonical entry with its position, by region."""
         time = _now()
         by_region: dict[str, list[tuple[int, bytes]]] = {}
-        templates: dict[tuple[int, str, str], bytes] = {}
+        templates: dict[tuple[int, str, str], _Template] = {}
         for position, event in enumerate(events):
             if event.fill is None:
                 entry = encode_entry(event.kind, event.region, time, event.attributes)

@@ -78,6 +78,14 @@ class Decision:
     errors: tuple[str, ...] = ()
     break_glass: bool = False  # decided by a break-glass policy: raise an alert at once
 
+    def with_id(self, decision_id: str) -> Decision:
+        """The same decision under another id (a batch's records that share an
+        evaluation); a plain copy of the fields, as `dataclasses.replace` would make,
+        without its per-call introspection."""
+        copy = object.__new__(Decision)
+        copy.__dict__.update(self.__dict__, decision_id=decision_id)
+        return copy
+
 
 @dataclass(frozen=True)
 class Event:

@@ -85,5 +85,8 @@ class Custodian(Protocol):
     def subject_ref(self, subject_id: str) -> str:
         """The subject's keyed ledger reference; unlinkable once its key is destroyed."""
 
+    def subject_refs(self, subject_ids: Sequence[str]) -> dict[str, str]:
+        """`subject_ref` for many subjects, a few hundred per query."""
+
     def close(self) -> None:
         """Release resources."""

@@ -50,7 +50,7 @@ from domicile.policy.snapshot import (
     read_source,
 )
 
-__all__ = ["PolicyEngine", "assemble_fields", "new_decision_id"]
+__all__ = ["PolicyEngine", "assemble_fields", "new_decision_id", "new_decision_ids"]
 
 _ERROR_POLICY = re.compile(r"policy `(policy\d+)`")
 
@@ -58,6 +58,12 @@ _ERROR_POLICY = re.compile(r"policy `(policy\d+)`")
 def new_decision_id() -> str:
     """Return a fresh decision id (128 random bits, hex)."""
     return secrets.token_hex(16)
+
+
+def new_decision_ids(count: int) -> list[str]:
+    """`count` fresh decision ids from one read of the system's random source."""
+    pool = secrets.token_hex(16 * count)
+    return [pool[at : at + 32] for at in range(0, 32 * count, 32)]
 
 
 def _source(value: str | Path | PolicySource, what: str, origin: str) -> PolicySource:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
+from domicile.api.models import BatchGetResult
 from domicile.runtime import Runtime
 from domicile.vault.store import SubjectState
 
@@ -155,6 +156,27 @@ def test_batch_get_decides_each_record(api: TestClient, tokens: dict[str, str]) 
     assert items[1]["error"]["status"] == 404
     assert items[3]["error"]["status"] == 410
     assert items[4]["error"]["status"] == 404
+
+
+def test_batch_get_answers_in_its_documented_shape(api: TestClient, tokens: dict[str, str]) -> None:
+    svc = h(tokens["svc"])
+    a = register(api, tokens["svc"], "IE")["id"]
+    body = {"ids": [a, "f" * 32], "fields": ["email", "phone"], "purpose": "support"}
+    response = api.post("/v1/subjects:batchGet", json=body, headers=svc)
+    assert response.headers["content-type"] == "application/json"
+    # The route builds its answer without the response model; it must still be one.
+    result = BatchGetResult.model_validate_json(response.content)
+    assert response.json() == result.model_dump()
+    found, missing = result.items
+    assert found.subject is not None
+    assert found.error is None
+    assert found.subject.fields == {"email": PERSON["email"], "phone": PERSON["phone"]}
+    assert missing.subject is None
+    assert missing.error is not None
+    assert missing.error.code == "subject-not-found"
+    operation = api.get("/openapi.json").json()["paths"]["/v1/subjects:batchGet"]["post"]
+    schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/BatchGetResult"}
 
 
 def test_admin_never_reads_personal_data(api: TestClient, tokens: dict[str, str]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from domicile.gateway.pipeline import ReadContext
-from domicile.gateway.record import fill_in
+from domicile.gateway.record import LedgerRecorder, fill_in
 from domicile.gateway.request import Event
 from domicile.ledger.entry import decode_entry, encode_entry
 from domicile.runtime import open_runtime
@@ -53,3 +53,23 @@ def test_batch_entries_equal_their_reference_encoding(tmp_path: Path) -> None:
         assert len({e["input"]["resource"]["subject_ref"] for e in written}) == 5
     finally:
         runtime.close()
+
+
+def test_templates_the_fast_path_cannot_cut_are_encoded_filled_in() -> None:
+    """A placeholder that occurs twice, or a fill naming other placeholders than the
+    first event of the template, still gives the reference encoding."""
+    twice = {"a": "@slot:x@", "b": "@slot:x@", "c": "@slot:y@"}
+    shared = {"a": "@slot:x@", "b": "@slot:y@"}
+    events = [
+        Event("decision", "eu-ie", twice, {"@slot:x@": "one", "@slot:y@": "two"}),
+        Event("decision", "eu-ie", shared, {"@slot:x@": "p", "@slot:y@": "q"}),
+        Event("decision", "eu-ie", shared, {"@slot:y@": "r", "@slot:x@": "s"}),
+        Event("decision", "eu-ie", shared, {"@slot:x@": "only x"}),
+    ]
+    encoded = LedgerRecorder._encode(events)["eu-ie"]
+    for (_, entry), event in zip(encoded, events, strict=True):
+        time = str(decode_entry(entry)["time"])
+        assert entry == encode_entry("decision", "eu-ie", time, fill_in(event))
+    assert decode_entry(encoded[0][1])["b"] == "one"
+    assert decode_entry(encoded[2][1])["a"] == "s"
+    assert decode_entry(encoded[3][1])["b"] == "@slot:y@"
