@@ -51,6 +51,9 @@ IMPLICIT_PURPOSE = "service"
 
 _IMPLICIT_PURPOSE_ACTIONS = frozenset({"register", "write", "erase", "relocate", "administer"})
 
+SHAPE_REPLAYS = 64
+"""Outcomes kept per shape (seconds of entry time, which moves on): past this it starts again."""
+
 ADMIN_SETTING = "principals"
 """The setting the gateway decides `administer` on (its only one), unless the entry says."""
 
@@ -146,12 +149,23 @@ class Replayer:
         """Replay a decision of a known shape at `time` (shapes.py): the same as `replay`.
 
         The replay key is the shape's, with the time's second if the policy reads time,
-        so each entry is looked up in the result cache like any other; what the shape
-        memoises is only what depends on the shape alone (its key, the comparison).
+        so a decision of a shape depends on nothing but its time to the second: the
+        outcome is kept on the shape by that second ("" if the policy reads no time),
+        and each entry looks its own second up there.
         """
         engine = self.engines.get(shape.policy_hash)
         if engine is None:
             return Outcome(replayed=False, detail="policy version not recorded")
+        second = time[:19] if engine.snapshot.uses_time else ""
+        outcome: Outcome | None = shape.replays.get(second)
+        if outcome is None:
+            outcome = self._replay_shape(engine, shape, time)
+            if len(shape.replays) >= SHAPE_REPLAYS:
+                shape.replays.clear()
+            shape.replays[second] = outcome
+        return outcome
+
+    def _replay_shape(self, engine: PolicyEngine, shape: Shape, time: str) -> Outcome:
         base = shape.replay_key
         if base is None:
             try:

@@ -10,6 +10,7 @@ ledger's own.
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from domicile.monitor.consistency import Consistency
 from domicile.monitor.follow import FetchProblem, rehash
 from domicile.monitor.replay import Replayer
 from domicile.monitor.shapes import ShapeCache, split
+from domicile.policy.engine import PolicyEngine
+from domicile.policy.snapshot import default_policies
 from domicile.residency.topology import load_topology
 from domicile.runtime import open_runtime
 from domicile.settings import Settings
@@ -76,10 +79,12 @@ def _copy(template: dict[str, Any], n: int, ref: str | None = None, **changes: A
     return canonical_json(entry)
 
 
-def _analyse(entries: list[bytes], shapes: ShapeCache) -> Analysis:
+def _analyse(
+    entries: list[bytes], shapes: ShapeCache, replayer: Replayer | None = None
+) -> Analysis:
     catalog, topology = load_catalog(), load_topology()
     analyzer = Analyzer(
-        "example.org/log/eu-ie", Replayer(topology, catalog), [], catalog.digest(),
+        "example.org/log/eu-ie", replayer or Replayer(topology, catalog), [], catalog.digest(),
         topology.digest(), Consistency("example.org/log/eu-ie", None), shapes,
     )  # fmt: skip
     out = Analysis()
@@ -156,6 +161,55 @@ def test_an_entry_that_only_looks_like_its_shape_is_decoded_in_full(log: Log) ->
         _analyse([*log.entries, good.replace(b'"time":"2026', b'"time":"\x01')], shapes)
     other = good.replace(b'"result":"allow"', b'"result":"deny"')
     assert shapes.lookup(other) is None  # another shape
+
+
+def _from(template: dict[str, Any], n: int, country: str) -> bytes:
+    principal = {**template["input"]["principal"], "country": country}
+    return _copy(template, n, **{"input": {**template["input"], "principal": principal}})
+
+
+def test_shapes_of_equal_piece_lengths_are_told_apart(log: Log) -> None:
+    # IE and CN differ in two bytes only: same piece lengths, so both shapes are
+    # candidates for each entry, and each must be matched by its own bytes.
+    entries = [_from(log.allowed, n, "CN" if n % 3 == 0 else "IE") for n in range(90)]
+    shapes = ShapeCache()
+    for data in entries[:2]:
+        shapes.learn(data, decode_entry(data))
+    for data in entries:
+        hit = shapes.lookup(data)
+        assert hit is not None
+        assert (
+            hit[0].template["input"]["principal"]["country"]
+            == decode_entry(data)["input"]["principal"]["country"]
+        )
+        assert hit[1] == decode_entry(data)["decision_id"]
+    fast = _analyse(list(log.entries) + entries, ShapeCache())
+    full = _analyse(list(log.entries) + entries, ShapeCache(limit=0))
+    assert _rows(fast) == _rows(full)
+    assert _alerts(fast) == _alerts(full)
+    caught = {a.index for a in fast.alerts if a.kind == "country-of-concern"}
+    assert caught == {len(log.entries) + n for n in range(0, 90, 3)}
+
+
+def test_a_policy_that_reads_time_replays_each_entry_at_its_own_second(log: Log) -> None:
+    # Under this version the read is denied from the epoch's second 2 on: copies of one
+    # allowed shape at seconds 1 and 5 in turn are each replayed at their own second.
+    timed = default_policies().text + (
+        '\n@id("after-hours")\n'
+        "forbid (principal, action, resource is Domicile::Data) when { context.time >= 2 };\n"
+    )
+    replayer = Replayer(load_topology(), load_catalog())
+    replayer.engines[str(log.allowed["policy_hash"])] = PolicyEngine.load(timed)
+    entries = []
+    for n in range(40):
+        entry = json.loads(_copy(log.allowed, n))
+        entry["time"] = f"1970-01-01T00:00:0{5 if n % 4 == 3 else 1}.{n:06d}Z"
+        entries.append(canonical_json(entry))
+    out = _analyse(list(log.entries) + entries, ShapeCache(), replayer)
+    first = len(log.entries)  # the log's own decisions, made this year, are caught too
+    caught = {a.index for a in out.alerts if a.kind == "allow-against-policy" and a.index >= first}
+    assert caught == {first + n for n in range(3, 40, 4)}
+    assert sum(len(flat) for flat in out.shaped.values()) >= 4 * 29  # the rest took the shape
 
 
 def test_a_shape_is_learnt_only_where_the_cuts_are_the_three_values(log: Log) -> None:
