@@ -67,13 +67,11 @@ def _spikes(
 ) -> list[Alert]:
     rows = state.query(
         "SELECT substr(time, 1, 16) AS minute, COUNT(*) FROM facts WHERE origin = ?"
-        " AND idx >= ? AND idx < ?"
-        " AND kind = 'decision' AND result = 'deny' AND substr(time, 1, 16) IN ("
-        "  SELECT DISTINCT substr(time, 1, 16) FROM facts"
-        "  WHERE origin = ? AND idx >= ? AND idx < ? AND kind = 'decision')"
+        " AND idx >= ? AND idx < ? AND kind = 'decision' AND result = 'deny'"
         " GROUP BY minute HAVING COUNT(*) > ?",
-        [origin, low, end, origin, first, end, limits.denied_per_minute],
+        [origin, low, end, limits.denied_per_minute],
     )
+    touched = _touched(state, origin, first, end, 16) if rows else set()
     return [
         Alert(
             "denied-spike",
@@ -84,6 +82,7 @@ def _spikes(
             severity="high",
         )
         for minute, count in rows
+        if (minute,) in touched
     ]
 
 
@@ -91,14 +90,13 @@ def _bulk(
     state: MonitorState, origin: str, first: int, end: int, low: int, limits: Thresholds
 ) -> list[Alert]:
     rows = state.query(
-        "SELECT principal, substr(time, 1, 13) AS hour, COUNT(DISTINCT subject_ref) FROM facts"
-        " WHERE origin = ? AND idx >= ? AND idx < ? AND kind = 'decision' AND result = 'allow'"
-        " AND subject_ref IS NOT NULL AND (principal, substr(time, 1, 13)) IN ("
-        "  SELECT DISTINCT principal, substr(time, 1, 13) FROM facts"
-        "  WHERE origin = ? AND idx >= ? AND idx < ? AND kind = 'decision')"
-        " GROUP BY principal, hour HAVING COUNT(DISTINCT subject_ref) > ?",
-        [origin, low, end, origin, first, end, limits.subjects_per_hour],
+        "SELECT principal, hour, COUNT(*) FROM (SELECT DISTINCT principal,"
+        " substr(time, 1, 13) AS hour, subject_ref FROM facts WHERE origin = ? AND idx >= ?"
+        " AND idx < ? AND kind = 'decision' AND result = 'allow' AND subject_ref IS NOT NULL)"
+        " AS seen GROUP BY principal, hour HAVING COUNT(*) > ?",
+        [origin, low, end, limits.subjects_per_hour],
     )
+    touched = _touched(state, origin, first, end, HOUR, "principal, ") if rows else set()
     return [
         Alert(
             "bulk-access",
@@ -109,4 +107,21 @@ def _bulk(
             severity="high",
         )
         for principal, hour, count in rows
+        if (principal, hour) in touched
     ]
+
+
+def _touched(
+    state: MonitorState, origin: str, first: int, end: int, cut: int, by: str = ""
+) -> set[tuple[object, ...]]:
+    """The (`by` columns and) times cut to `cut` of the decisions in [first, end).
+
+    Only a minute or hour these touch is judged: one that ran over its limit before
+    was judged then. Asked only once some minute or hour is over its limit.
+    """
+    rows = state.query(
+        f"SELECT DISTINCT {by}substr(time, 1, {cut}) FROM facts"
+        " WHERE origin = ? AND idx >= ? AND idx < ? AND kind = 'decision'",
+        [origin, first, end],
+    )
+    return {tuple(row) for row in rows}

@@ -74,3 +74,20 @@ def test_an_hour_that_began_long_before_the_round_is_counted_whole(tmp_path: Pat
     (alert,) = threshold_alerts(state, ORIGIN, first, end, limits)
     assert alert.evidence == {"principal": "bulk", "hour": "2026-11-23T10", "subjects": 6}
     state.close()
+
+
+def test_a_minute_over_its_limit_is_judged_by_the_round_that_touches_it(tmp_path: Path) -> None:
+    state = MonitorState(tmp_path / "m.db")
+    limits = Thresholds(denied_per_minute=3, subjects_per_hour=1000)
+    end = _facts(state, [("2026-11-23T10:00:05Z", "deny", "p", None)] * 5, 0)
+    assert [a.evidence["minute"] for a in threshold_alerts(state, ORIGIN, 0, end, limits)] == [
+        "2026-11-23T10:00"
+    ]
+    first = end
+    end = _facts(state, [("2026-11-23T10:01:05Z", "deny", "p", None)] * 2, first)
+    assert threshold_alerts(state, ORIGIN, first, end, limits) == []  # 10:00 was judged
+    first = end
+    end = _facts(state, [("2026-11-23T10:01:50Z", "deny", "p", None)] * 2, first)
+    (alert,) = threshold_alerts(state, ORIGIN, first, end, limits)
+    assert alert.evidence == {"minute": "2026-11-23T10:01", "denied": 4, "limit": 3}
+    state.close()
