@@ -263,14 +263,13 @@ class Relocator:
         region = batch.region
         vault = self.gateway.regions[region].vault
         ids = prepared.subject_ids
-        vault.insert_rows(ids, prepared.sealed, self.runtime.catalog.version)
-        active, stored = vault.sealed_rows(ids)
-        if active != len(ids) or stored != prepared.sealed:
+        written = vault.insert_rows(ids, prepared.sealed, self.runtime.catalog.version)
+        if vault.stored_values(ids) != written:
             raise IntegrityError(f"copy of batch `{batch.batch_id}` in `{region}` differs")
         # Sealing is the gateway's own; opening one record per batch proves it and the
         # key fit together.
         first = ids[0]
-        fields = {name: blob for sid, name, blob in stored[: len(prepared.sample)] if sid == first}
+        fields = vault.fetch(first).fields
         opened = self.gateway.open_values(region, first, prepared.data_keys[0], fields)
         if opened != prepared.sample:
             raise IntegrityError(f"copy of subject `{first}` in `{region}` does not open")

@@ -124,8 +124,9 @@ class Vault:
         subject_ids: Sequence[str],
         rows: Sequence[tuple[str, str, bytes]],
         catalog_version: str,
-    ) -> None:
-        """Store new subjects from ready (subject id, field, sealed) rows in one transaction.
+    ) -> dict[str, str]:
+        """Store new subjects from ready (subject id, field, sealed) rows in one transaction;
+        return each subject's stored values, as `stored_values` reads them back.
 
         `insert_many` for bulk loads that already hold their values in this shape: the
         same checks, all or none. Every row's subject must be among `subject_ids`.
@@ -135,6 +136,7 @@ class Vault:
             if subject_id not in packed:
                 raise ValueError(f"a row of subject `{subject_id}` is not among the subjects")
             packed[subject_id][name] = value.hex()
+        stored = {sid: orjson.dumps(values).decode() for sid, values in packed.items()}
         now = _now()
         with self.db.transaction() as tx:
             for start in range(0, len(subject_ids), _BULK):
@@ -147,32 +149,26 @@ class Vault:
                 "INSERT INTO subjects (id, state, version, catalog_version, created_at,"
                 " updated_at, sealed) VALUES",
                 "(?, 'active', 1, ?, ?, ?, ?)",
-                [
-                    (sid, catalog_version, now, now, orjson.dumps(values).decode())
-                    for sid, values in packed.items()
-                ],
+                [(sid, catalog_version, now, now, text) for sid, text in stored.items()],
             )
+        return stored
 
-    def sealed_rows(self, subject_ids: Sequence[str]) -> tuple[int, list[tuple[str, str, bytes]]]:
-        """(active subjects among `subject_ids`, their (subject id, field, sealed) rows
-        ordered by subject id then field name in byte order), a few hundred ids per statement."""
-        ids = sorted(set(subject_ids))
-        active = 0
-        out: list[tuple[str, str, bytes]] = []
+    def stored_values(self, subject_ids: Sequence[str]) -> dict[str, str]:
+        """The stored sealed values (the JSON text, unparsed) of the active subjects among
+        `subject_ids`, a few hundred ids per statement: a bulk load reads back exactly
+        what it wrote without decoding it."""
+        ids = list(dict.fromkeys(subject_ids))
+        out: dict[str, str] = {}
         for start in range(0, len(ids), _BULK):
-            found = {
-                str(row[0]): row[1]
+            out.update(
+                (str(row[0]), str(row[1]))
                 for row in self.db.query(
                     "SELECT id, sealed FROM subjects WHERE state = 'active'"
                     f" AND id IN ({_BULK_MARKS})",
                     _bulk_chunk(ids, start),
                 )
-            }
-            active += len(found)
-            for subject_id in sorted(found):
-                values = _unpack(subject_id, self.region, found[subject_id], None)
-                out += [(subject_id, name, values[name]) for name in sorted(values)]
-        return active, out
+            )
+        return out
 
     def fetch(self, subject_id: str, names: Collection[str] | None = None) -> SealedRecord:
         """Return a subject's record with the sealed values of `names` (all when None)."""

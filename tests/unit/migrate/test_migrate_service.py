@@ -233,3 +233,29 @@ def test_large_pages_use_multi_row_statements_and_verify(
     done = verify_migration(settings, legacy, None, None, deep=True)
     assert done.moved == report.moved
     assert legacy.count_live() == report.quarantined
+
+
+def test_a_copy_the_vault_does_not_hold_as_written_stops_the_run(
+    settings: Settings, legacy: LegacySource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read-back compares what the vault holds with what was written: a vault that
+    keeps one value altered stops the run before any source row is deleted."""
+    from domicile.vault.store import Vault
+
+    insert_rows = Vault.insert_rows
+
+    def altering(
+        self: Vault, ids: list[str], rows: list[tuple[str, str, bytes]], version: str
+    ) -> dict[str, str]:
+        written = insert_rows(self, ids, rows, version)
+        sid = ids[-1]
+        altered = written[sid].replace('":"01', '":"00', 1)
+        with self.db.transaction() as tx:
+            tx.execute("UPDATE subjects SET sealed = ? WHERE id = ?", (altered, sid))
+        return written
+
+    before = legacy.count_live()
+    monkeypatch.setattr(Vault, "insert_rows", altering)
+    with pytest.raises(IntegrityError, match="differs"):
+        run_migration(settings, legacy, batch_size=97)
+    assert legacy.count_live() == before

@@ -234,3 +234,16 @@ def test_a_tampered_row_is_an_integrity_error_not_a_crash(vault: Vault) -> None:
         vault.fetch("a" * 32)
     with pytest.raises(IntegrityError):
         vault.fetch_many(["a" * 32])
+
+
+def test_a_bulk_load_reads_back_exactly_what_it_wrote(vault: Vault) -> None:
+    ids = ["a" * 32, "b" * 32]
+    rows = [(ids[0], "email", b"\x01e"), (ids[0], "phone", b"\x01p"), (ids[1], "email", b"x")]
+    written = vault.insert_rows(ids, rows, "v1")
+    assert vault.stored_values([*ids, "c" * 32]) == written
+    assert vault.fetch(ids[0]).fields == {"email": b"\x01e", "phone": b"\x01p"}
+    vault.tombstone(ids[1], SubjectState.RELOCATED)
+    assert vault.stored_values(ids) == {ids[0]: written[ids[0]]}
+    with pytest.raises(ValueError, match="not among the subjects"):
+        vault.insert_rows(["d" * 32], [("e" * 32, "email", b"e")], "v1")
+    assert vault.state("d" * 32) is None
