@@ -25,7 +25,7 @@ from domicile.monitor.consistency import Consistency, Pending
 from domicile.monitor.facts import Fact, fact_row
 from domicile.monitor.follow import FetchProblem
 from domicile.monitor.replay import Replayer
-from domicile.monitor.shapes import Hit, Shape, ShapeCache
+from domicile.monitor.shapes import Shape, ShapeCache
 
 
 @dataclass
@@ -83,15 +83,42 @@ class Analyzer:
     def run(self, first: int, entries: list[bytes]) -> Analysis:
         """Analyse entries as served (the first at index `first`), oldest first.
 
-        An entry that does not decode raises :class:`FetchProblem`.
+        A decision of a known shape is checked in the loop, as `_decision` checks it
+        when that raises no alert: the erasure check on its own subject, the country
+        check (of the shape, once its policy version is loaded) and the replay under
+        that version at its own second (replay.py, `replay_shape`). If any of them
+        fails, or the entry has no known shape, it is decoded in full and takes the
+        general path. An entry that does not decode raises :class:`FetchProblem`.
         """
         out = Analysis()
-        self.consistency.decisions.clear()  # earlier chunks are stored by now
+        consistency = self.consistency
+        consistency.decisions.clear()  # earlier chunks are stored by now
+        decisions = consistency.decisions
+        erased = consistency.erased
+        replay_shape = self.replayer.replay_shape
         lookup = self.shapes.lookup
+        shaped = out.shaped
         for index, data in enumerate(entries, first):
             hit = lookup(data)
-            if hit is not None and self._known_decision(index, hit, out):
-                continue
+            if hit is not None:
+                shape, decision_id, subject_ref, time = hit
+                if (
+                    (shape.clean or self._clean(shape))
+                    and not (
+                        shape.reaches_subject
+                        and subject_ref
+                        and erased.get(subject_ref, index) < index
+                    )
+                    and not (self.replay_ok and replay_shape(shape, time).mismatch)
+                ):
+                    decisions[index] = (decision_id, shape.result, shape.action, subject_ref)
+                    self.policy_hash = shape.policy_hash
+                    rows = shaped.get(shape)
+                    if rows is None:
+                        rows = shaped[shape] = []
+                    rows += (index, time, decision_id, subject_ref)
+                    out.latest = time
+                    continue
             entry = _decode(index, data)
             if hit is None:
                 self.shapes.learn(data, entry)
@@ -106,36 +133,12 @@ class Analyzer:
         out.facts.append(fact_row(self.origin, index, entry))
         out.latest = str(entry["time"])
 
-    def _known_decision(self, index: int, hit: Hit, out: Analysis) -> bool:
-        """Check a decision of a known shape; False (nothing done) if it needs the full path.
-
-        It is what `_decision` does for this entry when that raises no alert: the
-        erasure check on its own subject, the country check and the replay under the
-        policy its shape names (looked up by its own replay key).
-        """
-        shape, decision_id, subject_ref, time = hit
-        policy_hash = shape.policy_hash
-        replayer = self.replayer
-        if policy_hash not in replayer.engines:
-            return False
-        if shape.reaches_subject and subject_ref:
-            erased = self.consistency.erased_at(subject_ref)
-            if erased is not None and erased < index:
-                return False
-        if shape.concern is None:  # the version's countries never change once loaded
-            shape.concern = bool(shape.countries & replayer.countries_of_concern(policy_hash))
-        if shape.concern:
-            return False
-        if self.replay_ok and replayer.replay_shape(shape, time).mismatch:
-            return False
-        self.consistency.decisions[index] = (decision_id, shape.result, shape.action, subject_ref)
-        self.policy_hash = policy_hash
-        rows = out.shaped.get(shape)
-        if rows is None:
-            rows = out.shaped[shape] = []
-        rows += (index, time, decision_id, subject_ref)
-        out.latest = time
-        return True
+    def _clean(self, shape: Shape) -> bool:
+        """Whether the shape's policy version is loaded and its countries are of no
+        concern under it (kept on the shape once true: neither changes after)."""
+        concern = self.replayer.countries_of_concern(shape.policy_hash)
+        shape.clean = shape.policy_hash in self.replayer.engines and not (shape.countries & concern)
+        return shape.clean
 
     def _alert(
         self,

@@ -82,8 +82,9 @@ class Shape:
     """Fact columns kind … purpose (analyze.py's `_fact`), the same for every entry."""
     detail: str | None
     """The fact's detail column, the same for every entry."""
-    concern: bool | None = None
-    """Whether `countries` meets the policy's countries of concern (once it is loaded)."""
+    clean: bool = False
+    """Its policy version is loaded and `countries` holds none of its countries of
+    concern (analyze.py; set once true, as neither changes after)."""
     replay_key: tuple[Any, ...] | None = None
     """The replay key of the shape without its time (replay.py, `replay_shape`)."""
     outcomes: dict[tuple[bool, frozenset[str]], Any] = field(default_factory=dict)
