@@ -188,9 +188,11 @@ class LocalCustodian:
 
     def _write_unwraps(self, records: list[tuple[str, str, int, str, str]]) -> int:
         with self._db.transaction() as tx:
-            tx.executemany(
+            insert_values(
+                tx,
                 "INSERT INTO unwraps (subject_ref, decision_id, ledger_index, action,"
-                " unwrapped_at) VALUES (?, ?, ?, ?, ?)",
+                " unwrapped_at) VALUES",
+                "(?, ?, ?, ?, ?)",
                 records,
             )
         return 0
