@@ -15,7 +15,7 @@ from domicile.gateway.pipeline import Gateway, Recorded, check_subject_id
 from domicile.gateway.request import AccessRequest, Action, Event
 from domicile.keys.custodian import Authorization
 from domicile.principals.store import Principal
-from domicile.vault.store import SubjectState
+from domicile.vault.store import SealedRecord, SubjectState
 
 _RECOVERY = Authorization(decision_id="recovery", action="recover")
 
@@ -49,8 +49,26 @@ def relocate(gateway: Gateway, principal: Principal, subject_id: str, country: s
     gateway.directory.switch_home(subject_id, destination)
     origin_ref = gateway.subject_ref(origin, subject_id)
     _shred_origin(gateway, subject_id, origin, leave.authorization())
+    # Recorded before the markers are cleared: a crash before the record leaves the
+    # move pending, and `recover` records it then.
+    _record_move(gateway, subject_id, origin, destination, origin_ref, count)
     gateway.directory.settle_move(subject_id)
+    return destination
+
+
+def _record_move(
+    gateway: Gateway,
+    subject_id: str,
+    origin: str,
+    destination: str,
+    origin_ref: str,
+    count: int,
+    *,
+    recovered: bool = False,
+) -> None:
+    """The relocation's two entries, one in each region's log, paired by one id."""
     relocation_id = uuid.uuid4().hex
+    extra = {"recovered": True} if recovered else {}
     gateway.record(
         [
             Event(
@@ -62,6 +80,7 @@ def relocate(gateway: Gateway, principal: Principal, subject_id: str, country: s
                     "relocation_id": relocation_id,
                     "subject_ref": origin_ref,
                     "fields": count,
+                    **extra,
                 },
             ),
             Event(
@@ -73,11 +92,11 @@ def relocate(gateway: Gateway, principal: Principal, subject_id: str, country: s
                     "relocation_id": relocation_id,
                     "subject_ref": gateway.subject_ref(destination, subject_id),
                     "fields": count,
+                    **extra,
                 },
             ),
         ]
     )
-    return destination
 
 
 def _copy(gateway: Gateway, subject_id: str, leave: Recorded, arrive: Recorded) -> int:
@@ -133,6 +152,13 @@ def recover(gateway: Gateway) -> int:
         if entry.moving_to:
             _discard_copy(gateway, entry.id, entry.moving_to)
         if entry.moved_from:
+            # The destination is authoritative: finish the move and record it (again,
+            # marked recovered, if the crash came between the record and the settle).
+            origin_ref = gateway.subject_ref(entry.moved_from, entry.id)
             _shred_origin(gateway, entry.id, entry.moved_from, _RECOVERY)
+            copy = gateway.regions[entry.home_region].vault.fetch_many([entry.id])[entry.id]
+            count = len(copy.fields) if isinstance(copy, SealedRecord) else 0
+            _record_move(gateway, entry.id, entry.moved_from, entry.home_region, origin_ref,
+                         count, recovered=True)  # fmt: skip
         gateway.directory.settle_move(entry.id)
     return len(pending)

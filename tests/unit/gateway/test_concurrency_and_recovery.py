@@ -8,6 +8,7 @@ import pytest
 
 from domicile.errors import SubjectNotFound, VersionMismatch
 from domicile.gateway.relocation import recover, relocate
+from domicile.ledger.entry import decode_entry
 from domicile.runtime import Runtime
 from domicile.vault.store import SubjectState
 
@@ -84,7 +85,7 @@ def test_crash_during_registration_leaves_nothing(
     assert region.vault.count(SubjectState.ERASED) == 0
 
 
-STEPS = ["insert", "fetch", "switch_home", "destroy_data_key", "tombstone"]
+STEPS = ["insert", "fetch", "switch_home", "destroy_data_key", "tombstone", "record"]
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -102,6 +103,7 @@ def test_crash_during_relocation_ends_in_exactly_one_vault(
         "switch_home": gw.directory,
         "destroy_data_key": origin.custodian,
         "tombstone": origin.vault,
+        "record": gw,
     }[step]
     original = getattr(owner, step)
 
@@ -124,6 +126,30 @@ def test_crash_during_relocation_ends_in_exactly_one_vault(
     reader = gw.authenticate(tokens["svc_us" if home == "us" else "svc"])
     view = gw.read(reader, sid, None, "service")
     assert view.fields == {"email": "m@example.org", "display_name": "M"}
+    # A move that happened is in both logs, paired, however the crash fell; one undone is not.
+    moves = {
+        region: [
+            e for e in map(decode_entry, _entries(runtime, region)) if e["kind"] == "relocation"
+        ]
+        for region in ("eu-ie", "us")
+    }
+    if home == "us":
+        # Recorded once, or (a crash after the record) once more by recovery, marked so.
+        *_, out = moves["eu-ie"]
+        *_, into = moves["us"]
+        assert len(moves["eu-ie"]) == len(moves["us"]) == (2 if step == "record" else 1)
+        assert (out["direction"], into["direction"]) == ("out", "in")
+        assert out["relocation_id"] == into["relocation_id"]
+        assert into["subject_ref"] == gw.subject_ref("us", sid)
+        assert into["fields"] == 2
+        assert out.get("recovered") is into.get("recovered") is True
+    else:
+        assert moves == {"eu-ie": [], "us": []}
+
+
+def _entries(runtime: Runtime, region: str) -> list[bytes]:
+    log = runtime.logs[region]
+    return [log.entry(i) for i in range(log.size)]
 
 
 def test_unknown_subject_relocation_is_404(runtime: Runtime, tokens: dict[str, str]) -> None:
