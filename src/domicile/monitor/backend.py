@@ -70,6 +70,15 @@ def open_backend(location: Path | str, schema_ddl: str) -> Backend:
     return SqliteBackend(Path(text), schema_ddl)
 
 
+SQLITE_PAGE_SIZE = 16384
+"""Page size of a new state file: a fact row is a few hundred bytes, and larger pages
+cost fewer B-tree splits per row stored (about a sixth of the time of a fact row)."""
+
+SQLITE_CHECKPOINT_PAGES = 4000
+"""WAL pages (64 MB) before SQLite copies them back into the file: one 1M-entry round
+writes a few hundred MB of facts, and each checkpoint rewrites the tree's hot pages."""
+
+
 class SqliteBackend:
     """One SQLite file in WAL mode, shared by the follower and the server's threads."""
 
@@ -77,8 +86,10 @@ class SqliteBackend:
         """Open (or create) `path`."""
         try:
             self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self.db.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")  # a new file only
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute(f"PRAGMA wal_autocheckpoint={SQLITE_CHECKPOINT_PAGES}")
             self.db.executescript(schema_ddl)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open monitor state `{path}`: {exc}") from exc
