@@ -16,7 +16,7 @@ from domicile.catalog.catalog import Catalog, load_catalog
 from domicile.errors import ConfigError
 from domicile.gateway.pipeline import Gateway, RegionRuntime
 from domicile.gateway.record import LedgerRecorder
-from domicile.gateway.relocation import recover
+from domicile.gateway.relocation import RecoverySweeper, recover
 from domicile.gateway.request import Event
 from domicile.gateway.transfer import TransferDecider, TransferDesk
 from domicile.gateway.transform import Outbound
@@ -65,6 +65,8 @@ class Runtime:
     transfers: TransferDesk
     build: str = ""
     """The build digest this process logged at start (`gateway-build` entries)."""
+    sweeper: RecoverySweeper | None = None
+    """Recovers what was left idle by a crash elsewhere (None when `recovery_idle` is 0)."""
 
     def reload_policy(self) -> dict[str, Any]:
         """Re-read the policy files, activate them, and record the version in every region."""
@@ -81,6 +83,8 @@ class Runtime:
 
     def close(self) -> None:
         """Sign a last checkpoint, then close every database and custodian."""
+        if self.sweeper is not None:
+            self.sweeper.stop()
         self.checkpointer.stop()
         for region_log in self.logs.values():
             region_log.db.close()
@@ -247,7 +251,9 @@ def open_runtime(settings: Settings) -> Runtime:
     )
     build = build_digest()
     gateway.record(_start_events(topology, catalog, engine, build))
-    recover(gateway)
+    # Only what has been idle a while: another process on the same directory may be in
+    # the middle of a registration (a CLI command beside a running gateway, two gateways).
+    recover(gateway, idle_for=settings.recovery_idle)
     checkpointer = Checkpointer(
         list(logs.values()),
         settings.checkpoint_interval,
@@ -256,6 +262,9 @@ def open_runtime(settings: Settings) -> Runtime:
     checkpointer.sign_all()
     checkpointer.start()
     desk = GrantDesk(gateway, grant_store, dict(engine.snapshot.config.approval_steps))
+    sweeper = RecoverySweeper(gateway, settings.recovery_idle) if settings.recovery_idle else None
+    if sweeper is not None:
+        sweeper.start()
     return Runtime(
         settings,
         topology,
@@ -269,4 +278,5 @@ def open_runtime(settings: Settings) -> Runtime:
         engine,
         transfers,
         build,
+        sweeper,
     )

@@ -39,6 +39,13 @@ class Settings(BaseSettings):
         description="origin prefix of the region logs; each log's origin is `<prefix>/<region>`",
     )
     checkpoint_interval: float = Field(1.0, gt=0, description="seconds between checkpoints")
+    recovery_idle: float = Field(
+        300.0,
+        ge=0,
+        description="seconds a registration or relocation must be idle before recovery undoes"
+        " or finishes it (another process on the same directory may own a recent one); swept"
+        " at start and every as many seconds; 0: everything at start, no sweeps",
+    )
     witnesses: list[str] = Field(
         default_factory=list,
         description="witnesses that cosign every checkpoint: `URL VERIFIER-KEY` each"

@@ -342,8 +342,8 @@ class Gateway:
         All input is validated and every registration decided before anything is
         written. Then the directory reserves the ids, the custodians make data keys,
         the decisions are recorded, the vaults store the sealed values, and the
-        directory activates the ids. A crash in between leaves only reservations,
-        which `recover` undoes.
+        directory activates the ids. A failure undoes what was written; a crash in
+        between leaves only reservations, which `recover` undoes.
         """
         prepared: list[tuple[str, str, dict[str, JsonValue]]] = []
         for country, values in people:
@@ -363,11 +363,22 @@ class Gateway:
         self.directory.reserve(placed)
         try:
             self._store_new(prepared, requests, decisions)
+            self.directory.activate([sid for sid, _ in placed])
         except BaseException:
-            self.directory.forget([sid for sid, _ in placed])
+            self._undo_new(placed)  # a crash instead leaves the reservations to `recover`
             raise
-        self.directory.activate([sid for sid, _ in placed])
         return placed
+
+    def _undo_new(self, placed: Sequence[tuple[str, str]]) -> None:
+        """Remove what a failed registration wrote: keys, vault rows, reservations."""
+        by_region: dict[str, list[str]] = {}
+        for sid, region in placed:
+            by_region.setdefault(region, []).append(sid)
+        auth = Authorization("registration", Action.REGISTER)
+        for region, ids in by_region.items():
+            self.regions[region].custodian.destroy_data_keys(ids, auth)
+            self.regions[region].vault.discard_many(ids)
+        self.directory.forget([sid for sid, _ in placed])
 
     def _store_new(
         self,

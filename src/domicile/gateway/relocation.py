@@ -8,7 +8,10 @@ a copy never made authoritative is discarded; an origin not yet shredded is shre
 
 from __future__ import annotations
 
+import logging
+import threading
 import uuid
+from datetime import UTC, datetime, timedelta
 
 from domicile.errors import AccessDenied, IntegrityError
 from domicile.gateway.pipeline import Gateway, Recorded, check_subject_id
@@ -18,6 +21,8 @@ from domicile.principals.store import Principal
 from domicile.vault.store import SealedRecord, SubjectState
 
 _RECOVERY = Authorization(decision_id="recovery", action="recover")
+
+log = logging.getLogger("domicile.gateway")
 
 
 def relocate(gateway: Gateway, principal: Principal, subject_id: str, country: str) -> str:
@@ -130,13 +135,22 @@ def _shred_origin(gateway: Gateway, subject_id: str, region: str, auth: Authoriz
         runtime.vault.tombstone(subject_id, SubjectState.RELOCATED)
 
 
-def recover(gateway: Gateway) -> int:
+def recover(gateway: Gateway, *, idle_for: float = 0.0) -> int:
     """Finish or undo registrations and relocations a crash left open; return how many.
+
+    With `idle_for`, only those unchanged for that many seconds: another process on the
+    same directory (a second gateway, a CLI command) may be working on a recent one,
+    and undoing a registration it is about to activate would lose it.
 
     A migration's reservations are left alone: the migration may be running in another
     process, and its own recovery finishes or undoes each page it left.
     """
-    pending = [e for e in gateway.directory.pending() if e.reserved_by is None]
+    since = (datetime.now(UTC) - timedelta(seconds=idle_for)).isoformat(timespec="microseconds")
+    pending = [
+        e
+        for e in gateway.directory.pending(since if idle_for > 0 else None)
+        if e.reserved_by is None
+    ]
     unregistered = [e for e in pending if e.state == "registering"]
     by_region: dict[str, list[str]] = {}
     for entry in unregistered:
@@ -162,3 +176,34 @@ def recover(gateway: Gateway) -> int:
                          count, recovered=True)  # fmt: skip
         gateway.directory.settle_move(entry.id)
     return len(pending)
+
+
+class RecoverySweeper:
+    """Runs `recover` every `idle_for` seconds for what has been idle that long, so what a
+    crash left behind while another process was running is cleaned up without a restart."""
+
+    def __init__(self, gateway: Gateway, idle_for: float) -> None:
+        self.gateway = gateway
+        self.idle_for = idle_for
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="domicile-recovery", daemon=True)
+
+    def start(self) -> None:
+        """Start sweeping in a thread of its own."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop sweeping (waits for a sweep in progress)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.idle_for):
+            try:
+                recovered = recover(self.gateway, idle_for=self.idle_for)
+            except Exception:  # a failed sweep is retried at the next one
+                log.exception("recovery sweep failed")
+                continue
+            if recovered:
+                log.info("recovered %d interrupted registrations or relocations", recovered)

@@ -71,14 +71,29 @@ class SubjectDirectory:
             )
 
     def activate(self, subject_ids: Sequence[str]) -> None:
-        """Mark reserved subjects active: their vault writes are durable."""
+        """Mark reserved subjects active: their vault writes are durable.
+
+        All or none: Conflict, and nothing activated, if any reservation is gone (another
+        process's recovery undid it), so a registration never reports a subject that
+        the directory does not hold.
+        """
         now = _now()
         with self.db.transaction() as tx:
-            tx.executemany(
-                "UPDATE subject_directory SET state = 'active', updated_at = ?"
-                " WHERE id = ? AND state = 'registering'",
-                [(now, subject_id) for subject_id in subject_ids],
-            )
+            activated = 0
+            for start in range(0, len(subject_ids), 500):
+                chunk = tuple(subject_ids[start : start + 500])
+                marks = ", ".join("?" for _ in chunk)
+                activated += tx.execute(
+                    "UPDATE subject_directory SET state = 'active', updated_at = ?"
+                    f" WHERE state = 'registering' AND id IN ({marks})",
+                    (now, *chunk),
+                ).rowcount
+            if activated != len(set(subject_ids)):
+                raise Conflict(
+                    f"{len(set(subject_ids)) - activated} of {len(subject_ids)} reservations"
+                    " were undone before they could be activated (another process recovered"
+                    " them); nothing was registered"
+                )
 
     def forget(self, subject_ids: Sequence[str]) -> None:
         """Drop reservations whose registration did not complete."""
@@ -164,12 +179,15 @@ class SubjectDirectory:
                 (_now(), subject_id),
             )
 
-    def pending(self) -> list[DirectoryEntry]:
-        """Entries left mid-registration or mid-relocation (for crash recovery)."""
+    def pending(self, idle_since: str | None = None) -> list[DirectoryEntry]:
+        """Entries left mid-registration or mid-relocation (for crash recovery); with
+        `idle_since` (a time as the directory writes them), only those unchanged since."""
+        idle = "" if idle_since is None else " AND updated_at < ?"
         with self.db.transaction(write=False) as tx:
             rows = tx.execute(
-                f"SELECT {_COLUMNS}, reserved_by FROM subject_directory"
-                " WHERE state = 'registering' OR moving_to IS NOT NULL OR moved_from IS NOT NULL"
+                f"SELECT {_COLUMNS}, reserved_by FROM subject_directory WHERE (state ="
+                f" 'registering' OR moving_to IS NOT NULL OR moved_from IS NOT NULL){idle}",
+                () if idle_since is None else (idle_since,),
             ).fetchall()
         return [_entry(r) for r in rows]
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
-from domicile.errors import SubjectNotFound, VersionMismatch
-from domicile.gateway.relocation import recover, relocate
+from domicile.errors import Conflict, SubjectNotFound, VersionMismatch
+from domicile.gateway.relocation import RecoverySweeper, recover, relocate
 from domicile.ledger.entry import decode_entry
-from domicile.runtime import Runtime
+from domicile.runtime import Runtime, open_runtime
 from domicile.vault.store import SubjectState
 
 
@@ -156,3 +157,67 @@ def test_unknown_subject_relocation_is_404(runtime: Runtime, tokens: dict[str, s
     svc = runtime.gateway.authenticate(tokens["svc"])
     with pytest.raises(SubjectNotFound):
         relocate(runtime.gateway, svc, "0" * 32, "US")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_another_process_starting_leaves_a_registration_in_flight_alone(
+    runtime: Runtime, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second process on the same data (a CLI command beside the gateway) runs its
+    start-up recovery while a registration is between reservation and activation."""
+    gw = runtime.gateway
+    svc = gw.authenticate(tokens["svc"])
+    insert_many = gw.regions["eu-ie"].vault.insert_many
+
+    def another_process_starts(*args: object, **kwargs: object) -> None:
+        insert_many(*args, **kwargs)  # type: ignore[arg-type]
+        open_runtime(runtime.settings).close()
+
+    monkeypatch.setattr(gw.regions["eu-ie"].vault, "insert_many", another_process_starts)
+    sid, _ = gw.register(svc, "IE", {"email": "f@example.org"})
+    assert gw.read(svc, sid, ["email"], "service").fields == {"email": "f@example.org"}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_registration_whose_reservation_was_undone_fails_and_leaves_nothing(
+    runtime: Runtime, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = runtime.gateway
+    svc = gw.authenticate(tokens["svc"])
+    region = gw.regions["eu-ie"]
+    insert_many = region.vault.insert_many
+
+    def undone_meanwhile(*args: object, **kwargs: object) -> None:
+        insert_many(*args, **kwargs)  # type: ignore[arg-type]
+        assert recover(gw) == 1  # a recovery that does not wait for idle entries
+
+    monkeypatch.setattr(region.vault, "insert_many", undone_meanwhile)
+    with pytest.raises(Conflict, match="undone"):
+        gw.register(svc, "IE", {"email": "u@example.org"})
+    assert runtime.directory.pending() == []
+    assert region.vault.count() == 0
+    assert sum(runtime.directory.counts().values()) == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_recovery_waits_for_entries_to_be_idle_and_sweeps_them_later(
+    runtime: Runtime, tokens: dict[str, str]
+) -> None:
+    gw = runtime.gateway
+    runtime.directory.reserve([("a" * 32, "eu-ie"), ("b" * 32, "us")])
+    with runtime.directory.db.transaction() as tx:
+        tx.execute(
+            "UPDATE subject_directory SET updated_at = '2020-01-01T00:00:00+00:00' WHERE id = ?",
+            ("a" * 32,),
+        )
+    assert recover(gw, idle_for=300) == 1  # only the one idle for five minutes
+    assert [e.id for e in runtime.directory.pending()] == ["b" * 32]
+    sweeper = RecoverySweeper(gw, 0.05)
+    sweeper.start()
+    try:
+        deadline = time.monotonic() + 30
+        while runtime.directory.pending() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        sweeper.stop()
+    assert runtime.directory.pending() == []
