@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -25,6 +25,7 @@ from domicile.errors import (
     SubjectNotFound,
 )
 from domicile.gateway.decide import Decider
+from domicile.gateway.decision_log import decision_event, templated_decision_events
 from domicile.gateway.record import Recorder
 from domicile.gateway.request import AccessRequest, Action, Decision, Event, Transfer
 from domicile.gateway.transform import Transformer
@@ -112,77 +113,6 @@ def check_subject_id(subject_id: str) -> None:
     """Refuse ids that cannot have been issued."""
     if not is_subject_id(subject_id):
         raise SubjectNotFound(f"no subject `{subject_id[:64]}`")
-
-
-DECISION_ID_SLOT = "@slot:decision_id@"
-SUBJECT_SLOT = "@slot:subject_ref@"
-
-
-def _shape(request: AccessRequest, decision: Decision) -> tuple[object, ...]:
-    """What a decision event is made of, but its decision id and subject, by identity.
-
-    Within one batch, requests and decisions that share these objects (principal, field
-    set, grant, transfer terms, policy ids, withheld reasons…) encode to the same entry
-    but for those two values; the objects are alive for the whole batch.
-    """
-    return (
-        id(request.principal), request.action, request.region, id(request.fields),
-        request.purpose, request.source_country, request.break_glass, id(request.grant),
-        id(request.transfer), decision.allowed, decision.reason, decision.policy_hash,
-        id(decision.policy_ids), id(decision.errors), id(decision.allowed_fields),
-        id(decision.withheld),
-    )  # fmt: skip
-
-
-def decision_event(request: AccessRequest, decision: Decision, subject_ref: str | None) -> Event:
-    """The ledger record of a decision, shaped like an OPA decision log (masked input)."""
-    principal = request.principal
-    return Event(
-        "decision",
-        request.region,
-        {
-            "decision_id": decision.decision_id,
-            "action": request.action.value,
-            "result": "allow" if decision.allowed else "deny",
-            "reason": decision.reason,
-            "policy_hash": decision.policy_hash,
-            "policy_ids": list(decision.policy_ids),
-            "errors": list(decision.errors),
-            "input": {
-                "principal": {
-                    "id": principal.id,
-                    "entity": principal.entity,
-                    "country": principal.country,
-                    "roles": sorted(principal.roles),
-                },
-                "resource": {
-                    "region": request.region,
-                    "subject_ref": subject_ref,
-                    "fields": sorted(request.fields),
-                },
-                "context": _context_record(request),
-            },
-            "allowed_fields": sorted(decision.allowed_fields),
-            "withheld": dict(sorted(decision.withheld.items())),
-        },
-    )
-
-
-def _context_record(request: AccessRequest) -> dict[str, Any]:
-    context: dict[str, Any] = {
-        "purpose": request.purpose,
-        "source_country": request.source_country,
-        "break_glass": request.break_glass,
-        "grant": request.grant.id or None,
-    }
-    if request.grant.id:  # the state the policy saw, so an independent replay is exact
-        context["grant_state"] = request.grant.record()
-    transfer = request.transfer
-    if transfer is not None:  # only transfers carry these, so other records keep their shape
-        context["transfer_agreement"] = transfer.agreement_id or None
-        context["transfer_agreement_version"] = transfer.agreement_version or None
-        context["transforms_applied"] = bool(transfer.agreement_id) and not transfer.resolving
-    return context
 
 
 class Gateway:
@@ -298,18 +228,9 @@ class Gateway:
             for region, ids in wanted.items()
             for sid, ref in self.regions[region].custodian.subject_refs(ids).items()
         }
-        templates: dict[tuple[object, ...], dict[str, Any]] = {}
-        events: list[Event] = []
-        for (request, sid), decision in zip(items, decisions, strict=True):
-            ref = refs[request.region, sid] if sid else None
-            key = _shape(request, decision)
-            template = templates.get(key)
-            if template is None:
-                shaped = replace(decision, decision_id=DECISION_ID_SLOT)
-                template = templates[key] = decision_event(request, shaped, SUBJECT_SLOT).attributes
-            fill = {DECISION_ID_SLOT: decision.decision_id, SUBJECT_SLOT: ref}
-            events.append(Event("decision", request.region, template, fill))
-        return events
+        return templated_decision_events(
+            [(r, refs[r.region, sid] if sid else None) for r, sid in items], decisions
+        )
 
     def decide_all(self, items: Sequence[tuple[AccessRequest, str | None]]) -> list[Recorded]:
         """Decide requests and record every decision; callers raise or report denials."""
