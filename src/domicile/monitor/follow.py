@@ -13,11 +13,9 @@ Entries leave the stream as the bytes that were hashed; the analyser decodes the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import itertools
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from domicile.errors import CryptoError, EntryNotFound, LedgerError
@@ -31,12 +29,6 @@ from domicile.monitor.state import MonitorState, SeenCheckpoint, Verified
 
 CHUNK = 16 * TILE_WIDTH
 """Entries analysed and stored per step: the monitor's memory stays flat whatever the log size."""
-
-PREFETCH = 16
-"""Entry bundles requested ahead of the one being re-hashed (from a small thread pool)."""
-
-FETCH_THREADS = 4
-"""Connections the prefetch uses: the gateway answers one while another is in flight."""
 
 _BUNDLE_LEVEL = TILE_WIDTH.bit_length() - 1
 """A full entry bundle is a perfect subtree of this height (TILE_WIDTH is a power of two)."""
@@ -163,10 +155,11 @@ class Unavailable(LedgerError):
 class EntryStream:
     """Iterate the entries of a log range in chunks; `frontier` re-hashes them.
 
-    Bundles are fetched a few ahead on worker threads, so waiting on the gateway
-    overlaps with decoding and analysis. A missing bundle raises :class:`FetchProblem`;
-    a gateway that does not answer raises :class:`Unavailable`. After the last chunk,
-    `frontier` holds the compact range of the whole tree, to compare with the signed root.
+    Bundles are requested a few ahead (`LogClient.bundles`), so the gateway works on
+    the next ones while this one is re-hashed and analysed. A missing bundle raises
+    :class:`FetchProblem`; a gateway that does not answer raises :class:`Unavailable`.
+    After the last chunk, `frontier` holds the compact range of the whole tree, to
+    compare with the signed root.
     """
 
     def __init__(self, follower: Follower, start: CompactRange, size: int, chunk: int) -> None:
@@ -177,42 +170,40 @@ class EntryStream:
         self.size = size
         self.chunk = max(1, chunk)
 
-    def _bundle(self, bundle: int) -> list[bytes]:
-        width = min(TILE_WIDTH, self.size - bundle * TILE_WIDTH)
-        try:
-            return self.follower.client.bundle(self.follower.region, bundle, width)
-        except EntryNotFound:
-            raise FetchProblem(f"entry bundle {bundle} (width {width}) is missing") from None
-        except LedgerError as exc:  # unreachable, timed out, 5xx: not evidence of anything
-            raise Unavailable(f"entry bundle {bundle} cannot be read now: {exc}") from None
+    def _width(self, bundle: int) -> int:
+        return min(TILE_WIDTH, self.size - bundle * TILE_WIDTH)
+
+    def _bundles(self) -> Iterator[tuple[int, list[bytes]]]:
+        """(index, entries) of each bundle of the range, the errors as this class says."""
+        bundles = range(self.start // TILE_WIDTH, (self.size + TILE_WIDTH - 1) // TILE_WIDTH)
+        fetched = self.follower.client.bundles(
+            self.follower.region, [(bundle, self._width(bundle)) for bundle in bundles]
+        )
+        with contextlib.closing(fetched):
+            for bundle in bundles:
+                try:
+                    raw = next(fetched)
+                except EntryNotFound:
+                    width = self._width(bundle)
+                    raise FetchProblem(
+                        f"entry bundle {bundle} (width {width}) is missing"
+                    ) from None
+                except LedgerError as exc:  # unreachable, timed out, 5xx: no evidence
+                    raise Unavailable(f"entry bundle {bundle} cannot be read now: {exc}") from None
+                yield bundle, raw
 
     def __iter__(self) -> Iterator[tuple[int, list[bytes]]]:
         """Yield (index of the first, entries as served), oldest first."""
-        bundles = range(self.start // TILE_WIDTH, (self.size + TILE_WIDTH - 1) // TILE_WIDTH)
         out: list[bytes] = []
         first = self.start
-        with ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="monitor-fetch") as pool:
-            ahead: deque[tuple[int, Future[list[bytes]]]] = deque()
-            todo = iter(bundles)
-            for bundle in itertools.islice(todo, PREFETCH):
-                ahead.append((bundle, pool.submit(self._bundle, bundle)))
-            while ahead:
-                bundle, future = ahead.popleft()
-                try:
-                    raw = future.result()
-                except (FetchProblem, Unavailable):
-                    for _, other in ahead:
-                        other.cancel()
-                    raise
-                for nxt in itertools.islice(todo, 1):
-                    ahead.append((nxt, pool.submit(self._bundle, nxt)))
-                fresh = raw[max(0, self.start - bundle * TILE_WIDTH) :]
-                self.frontier = rehash(self.frontier, fresh)
-                out += fresh
-                if len(out) >= self.chunk:
-                    yield first, out
-                    first += len(out)
-                    out = []
+        for bundle, raw in self._bundles():
+            fresh = raw[max(0, self.start - bundle * TILE_WIDTH) :]
+            self.frontier = rehash(self.frontier, fresh)
+            out += fresh
+            if len(out) >= self.chunk:
+                yield first, out
+                first += len(out)
+                out = []
         if out:
             yield first, out
 

@@ -10,13 +10,14 @@ ledger's own.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from fastapi.testclient import TestClient
@@ -26,11 +27,12 @@ from domicile.catalog.catalog import load_catalog
 from domicile.errors import EntryNotFound, LedgerError
 from domicile.ledger.entry import canonical_json, decode_entry
 from domicile.ledger.merkle import CompactRange, leaf_hash
-from domicile.ledger.tiles import TILE_WIDTH, decode_bundle, encode_bundle
+from domicile.ledger.note import Ed25519Signer
+from domicile.ledger.tiles import TILE_WIDTH, bundle_path, decode_bundle, encode_bundle
 from domicile.monitor.analyze import Analysis, Analyzer
 from domicile.monitor.client import LogClient, split_bundle
 from domicile.monitor.consistency import Consistency
-from domicile.monitor.follow import FetchProblem, rehash
+from domicile.monitor.follow import FetchProblem, Follower, rehash
 from domicile.monitor.replay import Replayer
 from domicile.monitor.shapes import ShapeCache, split
 from domicile.policy.engine import PolicyEngine
@@ -287,3 +289,97 @@ def test_bundles_over_the_standard_library_client(tmp_path: Path) -> None:
         server.server_close()
     with pytest.raises(LedgerError, match="unreachable"):
         LogClient(f"http://127.0.0.1:{server.server_address[1]}").bundle("eu-ie", 0, 2)
+
+
+class _Log(BaseHTTPRequestHandler):
+    """Serves `bodies` by path; drops a kept-alive connection unannounced every `drop`
+    answers (as a server's idle timeout does) and never has `missing`."""
+
+    protocol_version = "HTTP/1.1"
+    bodies: ClassVar[dict[str, bytes]] = {}
+    missing = ""
+    drop = 0
+    answered = 0
+    lock = threading.Lock()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+    def do_GET(self) -> None:
+        path = self.path.split("/log/", 1)[-1]
+        body = self.bodies.get(path) if path != self.missing else None
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+        with self.lock:
+            type(self).answered += 1
+            if self.drop and type(self).answered % self.drop == 0:
+                self.close_connection = True  # no `Connection: close`: the client finds out
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return  # requests left in flight have their connections closed: not news
+
+
+def _serve_log(entries: list[bytes], missing: int | None = None, drop: int = 0) -> Any:
+    bundles = range((len(entries) + TILE_WIDTH - 1) // TILE_WIDTH)
+    widths = [min(TILE_WIDTH, len(entries) - b * TILE_WIDTH) for b in bundles]
+    handler = type("Handler", (_Log,), {
+        "bodies": {bundle_path(b, w): encode_bundle(entries[b * TILE_WIDTH :][:w])
+                   for b, w in zip(bundles, widths, strict=True)},
+        "missing": bundle_path(missing, TILE_WIDTH) if missing is not None else "",
+        "drop": drop,
+    })  # fmt: skip
+    server = _QuietServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize("drop", [0, 3])
+def test_bundles_in_flight_arrive_in_order_and_rehash_to_the_root(drop: int) -> None:
+    entries = [b"entry %d" % i for i in range(20 * TILE_WIDTH + 7)]
+    server = _serve_log(entries, drop=drop)
+    client = LogClient(f"http://127.0.0.1:{server.server_address[1]}")
+    signer = Ed25519Signer("example.org/log/eu-ie", bytes(32))
+    try:
+        got = [
+            e for b in client.bundles("eu-ie", [(b, 256) for b in range(20)], ahead=4) for e in b
+        ]
+        assert got == entries[: 20 * TILE_WIDTH]
+        fetched = Follower(None, client, signer.verifier()).fetch(CompactRange(), len(entries))  # type: ignore[arg-type]
+        assert not isinstance(fetched, str), fetched
+        assert fetched.entries == entries
+        expected = CompactRange()
+        expected.extend([leaf_hash(e) for e in entries], record=False)
+        assert fetched.frontier is not None
+        assert fetched.frontier.root() == expected.root()
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_missing_bundle_in_flight_is_named_and_a_dead_gateway_is_unavailable() -> None:
+    entries = [b"entry %d" % i for i in range(12 * TILE_WIDTH)]
+    server = _serve_log(entries, missing=7)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    client = LogClient(url)
+    follower = Follower(None, client, Ed25519Signer("example.org/log/eu-ie", bytes(32)).verifier())  # type: ignore[arg-type]
+    try:
+        chunks = iter(follower.stream(CompactRange(), len(entries), chunk=TILE_WIDTH))
+        seen = [(first, len(chunk)) for first, chunk in itertools.islice(chunks, 7)]
+        with pytest.raises(FetchProblem, match=r"entry bundle 7 \(width 256\) is missing"):
+            next(chunks)
+        assert seen == [(b * TILE_WIDTH, TILE_WIDTH) for b in range(7)]
+        assert follower.fetch(CompactRange(), len(entries)) == (
+            f"entry bundle 7 (width {TILE_WIDTH}) is missing"
+        )
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
+    problem = follower.fetch(CompactRange(), len(entries))
+    assert isinstance(problem, str)
+    assert "cannot be read now" in problem
