@@ -8,7 +8,8 @@
             the log through the gateway's own app (in process: Starlette's TestClient
             is an httpx.Client), fetching C2SP entry bundles, re-hashing them to the
             signed root, decoding, analysing and replaying every decision, and storing
-            one fact row per entry: `monitor.run_once()`, entries/s. The same run also
+            one fact row per entry: `monitor.run_once()`, entries/s, and how far the
+            process's peak RSS rose above its RSS during the round (Linux). The same run also
             times the fetch + re-hash alone (Follower.fetch), and two baselines: the
             bare bundle GETs over the same transport, and raw hashlib SHA-256 of the
             same entry bytes (RFC 9162 leaf hash, no tree).
@@ -104,11 +105,13 @@ def _verify(
     bundles = range((size + TILE_WIDTH - 1) // TILE_WIDTH)
     raw = [e for b in bundles for e in client.bundle("eu-ie", b, _width(b, size))]
     out: dict[str, list[float]] = {"monitor": [], "fetch_rehash": [], "bare_get": [], "sha256": []}
+    growth: list[int] = []
     for r in range(rounds):
         order = ["monitor", "fetch_rehash", "bare_get", "sha256"]
         for case in order if r % 2 == 0 else reversed(order):
             started = time.perf_counter()
             if case == "monitor":
+                before = _reset_peak()
                 config = MonitorConfig(tmp / f"mon{r}", [key], builds, sinks=[])
                 monitor = Monitor(config, client)
                 alerts = monitor.run_once()
@@ -120,6 +123,9 @@ def _verify(
                 assert verified is not None, "not verified"
                 assert verified.size >= size, "not verified to the end"
                 size_done = verified.size
+                peak = _memory("VmHWM")
+                if before is not None and peak is not None:
+                    growth.append(peak - before)
             elif case == "fetch_rehash":
                 follower = Follower(None, client, verifier)  # type: ignore[arg-type]
                 fetched = follower.fetch(CompactRange(), size)
@@ -138,7 +144,29 @@ def _verify(
             rate = size_done / (time.perf_counter() - started)
             out[case].append(rate)
             log(f"  round {r + 1} {case}: {rate:,.0f} entries/s")
-    return {k: statistics.median(v) for k, v in out.items()}
+    result: dict[str, Any] = {k: statistics.median(v) for k, v in out.items()}
+    result["monitor_peak_rss_growth_mb"] = max(growth) / 2**20 if growth else None
+    return result
+
+
+def _memory(field: str) -> int | None:
+    """A VmRSS/VmHWM figure of this process in bytes (Linux), or None."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak() -> int | None:
+    """Reset this process's peak RSS to its current RSS (Linux); return that RSS."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return None
+    return _memory("VmRSS")
 
 
 def _width(bundle: int, size: int) -> int:
@@ -253,6 +281,9 @@ def main() -> None:
     print(f"  baseline: bare bundle GETs, same app:   {verify['bare_get']:>12,.0f} entries/s")
     print(f"  baseline: raw SHA-256 leaf hashes:      {verify['sha256']:>12,.0f} entries/s")
     print(f"  monitor / bare GETs: {verify['monitor'] / verify['bare_get']:.2f}")
+    growth = verify["monitor_peak_rss_growth_mb"]
+    if growth is not None:
+        print(f"  monitor round: peak RSS rose by (max of rounds): {growth:>8,.0f} MB")
     print("witness add-checkpoint (one connection):")
     print(f"  POST /add-checkpoint: {witness['witness']:>10,.0f} requests/s")
     print(f"  baseline: bare echo:  {witness['echo']:>10,.0f} requests/s")
