@@ -153,12 +153,18 @@ class Replayer:
         outcome is kept on the shape by that second ("" if the policy reads no time),
         and each entry looks its own second up there.
         """
-        engine = self.engines.get(shape.policy_hash)
-        if engine is None:
-            return Outcome(replayed=False, detail="policy version not recorded")
-        second = time[:19] if engine.snapshot.uses_time else ""
+        timed = shape.timed
+        if timed is None:  # a version's policies never change once loaded
+            engine = self.engines.get(shape.policy_hash)
+            if engine is None:
+                return Outcome(replayed=False, detail="policy version not recorded")
+            timed = shape.timed = engine.snapshot.uses_time
+        second = time[:19] if timed else ""
         outcome: Outcome | None = shape.replays.get(second)
         if outcome is None:
+            engine = self.engines.get(shape.policy_hash)
+            if engine is None:
+                return Outcome(replayed=False, detail="policy version not recorded")
             outcome = self._replay_shape(engine, shape, time)
             if len(shape.replays) >= SHAPE_REPLAYS:
                 shape.replays.clear()

@@ -89,6 +89,8 @@ class Shape:
     """The replay key of the shape without its time (replay.py, `replay_shape`)."""
     outcomes: dict[tuple[bool, frozenset[str]], Any] = field(default_factory=dict)
     """The replay outcome of the shape for each result the policy gave."""
+    timed: bool | None = None
+    """Whether its policy version reads the time (once the version is loaded)."""
     replays: dict[str, Any] = field(default_factory=dict)
     """The replay outcome by the entry's time to the second ("" if the policy reads no
     time): the replay of an entry depends on nothing else but its shape (replay.py)."""
