@@ -100,8 +100,9 @@ Hit = tuple[Shape, str, str, str]
 """A known shape and the entry's decision id, subject reference and time."""
 
 
-def split(data: bytes) -> tuple[ShapeKey, bytes, bytes, bytes] | None:
-    """The shape key of an entry and its three values, or None if it has no such cuts."""
+def _cuts(data: bytes) -> tuple[int, int, int, int, int, int] | None:
+    """Where the decision id, subject reference and time of an entry start and end,
+    in order, or None if it has no such cuts."""
     a = data.find(_DECISION_ID)
     b = data.rfind(_SUBJECT_REF)
     c = data.rfind(_TIME)
@@ -115,6 +116,15 @@ def split(data: bytes) -> tuple[ShapeKey, bytes, bytes, bytes] | None:
     c_end = data.find(b'"', c)
     if not a <= a_end < b <= b_end < c <= c_end:
         return None
+    return a, a_end, b, b_end, c, c_end
+
+
+def split(data: bytes) -> tuple[ShapeKey, bytes, bytes, bytes] | None:
+    """The shape key of an entry and its three values, or None if it has no such cuts."""
+    cuts = _cuts(data)
+    if cuts is None:
+        return None
+    a, a_end, b, b_end, c, c_end = cuts
     key = (data[:a], data[a_end:b], data[b_end:c], data[c_end:])
     return key, data[a:a_end], data[b:b_end], data[c:c_end]
 
@@ -144,19 +154,10 @@ class ShapeCache:
             if match is not None:
                 decision_id, subject_ref, time = match.groups()
                 return last, decision_id.decode(), subject_ref.decode(), time.decode()
-        a = data.find(_DECISION_ID)
-        b = data.rfind(_SUBJECT_REF)
-        c = data.rfind(_TIME)
-        if a < 0 or b < 0 or c < 0:
+        cuts = _cuts(data)
+        if cuts is None:
             return None
-        a += len(_DECISION_ID)
-        b += len(_SUBJECT_REF)
-        c += len(_TIME)
-        a_end = data.find(b'"', a)
-        b_end = data.find(b'"', b)
-        c_end = data.find(b'"', c)
-        if not a <= a_end < b <= b_end < c <= c_end:
-            return None
+        a, a_end, b, b_end, c, c_end = cuts
         lengths = (a, b - a_end, c - b_end, len(data) - c_end)
         candidates = self._by_lengths.get(lengths) or []
         for shape in candidates:
