@@ -215,7 +215,7 @@ def phase_inprocess(ctx: dict[str, Any]) -> dict[str, Any]:
             prepared = prepare_export(
                 runtime.gateway, runtime.transfers, principal, spec,
                 min_k=settings.export_min_k, page=settings.export_page_size,
-                spool_dir=ctx["work"],
+                workers=settings.export_workers, spool_dir=ctx["work"],
             )  # fmt: skip
             lines = sum(chunk.count(b"\n") for chunk in prepared.chunks())
     finally:

@@ -60,3 +60,10 @@ class Settings(BaseSettings):
     export_page_size: int = Field(
         500, gt=0, le=10_000, description="subjects read per page during a dataset export"
     )
+    export_workers: int = Field(
+        2,
+        ge=0,
+        le=64,
+        description="worker processes that transform the pages of a dataset"
+        " export of 20,000 subjects or more (0: a thread of the gateway)",
+    )

@@ -248,6 +248,7 @@ def _export(principal: Principal, gateway: Gateway, request: Request, body: Expo
         spec,
         min_k=settings.export_min_k,
         page=settings.export_page_size,
+        workers=settings.export_workers,
     )
 
 

@@ -1,13 +1,16 @@
 """Dataset exports: a region's subjects sent to a destination under a transfer agreement.
 
 One export is one `transfer` decision, recorded in the ledger before any key is
-unwrapped. The records are then read a page at a time (one vault statement per page),
-their keys unwrapped in one custodian call per page (each unwrap recorded against the
-decision), opened, transformed under the agreement and written as NDJSON to a spool
-file, while a `KAnonymityChecker` counts the equivalence classes of the
-quasi-identifiers, SHA-256 runs over the bytes, and the threshold counter's keyed ref
-of each subject goes to a second spool file (32 bytes a subject). Memory stays flat: a
-page of records and the classes, whatever the number of subjects.
+unwrapped. The records are then read a page at a time (one vault statement per page)
+and their keys unwrapped in one custodian call per page (each unwrap recorded against
+the decision). Each page is opened, transformed under the agreement and turned into
+NDJSON lines by `export_pages` — in worker processes for a large export, so the CPU
+work of the transforms runs beside the reading on other cores — and the pages come back
+in order: the lines go to a spool file while SHA-256 runs over the bytes, the
+threshold counter's keyed ref of each subject to a second spool file (32 bytes a
+subject), and the page's counts of quasi-identifier classes to a `KAnonymityChecker`.
+Memory stays flat: a few pages in flight and the classes, whatever the number of
+subjects.
 
 Nothing is released until the whole spool is k-anonymous and the bulk thresholds
 allow it (counted from the ref spool in chunks, inside one transaction that is rolled
@@ -23,38 +26,34 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
-import queue
 import tempfile
-import threading
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO
 
-import orjson
-
 from domicile.catalog.catalog import JsonValue
 from domicile.errors import AccessDenied, InvalidInput, KeyDestroyed
+from domicile.gateway.export_pages import PageOut, PageRecipe, PageSpooler, Row, page_executor
 from domicile.gateway.pipeline import Gateway, Recorded, is_subject_id
 from domicile.gateway.request import AccessRequest, Action, Event
 from domicile.gateway.transfer import TransferDesk, terms_of
 from domicile.gateway.transform import Outbound
-from domicile.keys.envelope import open_fields
 from domicile.pets.kanon import KAnonymityChecker, KAnonymityReport, verify_k_anonymous
-from domicile.pets.keyed import Pseudonymiser, canonical_value
-from domicile.pets.transform import CanonicalTransform
 from domicile.principals.store import Principal
 from domicile.transfers.model import Agreement
 from domicile.transfers.thresholds import ThresholdCounter, ThresholdStatus
-from domicile.vault.store import SealedRecord
 
 __all__ = ["ExportSpec", "PreparedExport", "prepare_export"]
 
 _CHUNK = 1 << 20  # bytes per read of the spool while streaming
 _REF_BYTES = 32  # a threshold ref (`ThresholdCounter.subject_ref`): 32 hex digits
 _REFS_PER_COUNT = 5000  # refs per chunk when the thresholds count an export
+_POOL_MIN = 20_000  # subjects from which worker processes pay for their start
+_AHEAD = 2  # pages in flight per worker (one being transformed, one waiting)
 
 
 @dataclass(frozen=True)
@@ -133,16 +132,14 @@ def _quasi_identifiers(desk: TransferDesk, fields: dict[str, str], spec: ExportS
     ]
 
 
-def _record_pages(
-    gateway: Gateway, spec: ExportSpec, names: frozenset[str], page: int
-) -> Iterator[list[SealedRecord]]:
+def _record_pages(gateway: Gateway, spec: ExportSpec, page: int) -> Iterator[list[Row]]:
     """The region's active subjects (or the listed ones homed there), a page at a time."""
     vault = gateway.regions[spec.region].vault
     if spec.subjects is None:
         after = ""
-        while records := vault.fetch_active_page(after, page, sorted(names)):
-            yield records
-            after = records[-1].subject_id
+        while rows := vault.active_sealed_page(after, page):
+            yield rows
+            after = rows[-1][0]
         return
     ids = list(dict.fromkeys(spec.subjects))
     if any(not is_subject_id(s) for s in ids):
@@ -151,8 +148,7 @@ def _record_pages(
         chunk = ids[start : start + page]
         homes = gateway.directory.lookup_many(chunk)
         mine = [s for s in chunk if s in homes and homes[s].home_region == spec.region]
-        found = vault.fetch_many(mine, names)  # erased or moved meanwhile: left out
-        yield [r for r in found.values() if isinstance(r, SealedRecord)]
+        yield vault.active_sealed(mine)  # erased or moved meanwhile: left out
 
 
 def _count(gateway: Gateway, spec: ExportSpec) -> int:
@@ -161,35 +157,33 @@ def _count(gateway: Gateway, spec: ExportSpec) -> int:
     return len(set(spec.subjects))
 
 
-def _opener(
-    gateway: Gateway, recorded: Recorded, desk: TransferDesk
-) -> Callable[[SealedRecord, bytes], dict[str, JsonValue]]:
-    """Open and transform one record: the compiled plan when the gateway's transform step
-    is the standard one, else open, decode and ask the gateway's transformer."""
+def _recipe(gateway: Gateway, recorded: Recorded, desk: TransferDesk, qis: list[str]) -> PageRecipe:
     request = recorded.request
     region, transfer = request.region, request.transfer
     assert transfer is not None
-    if isinstance(gateway.transformer, Outbound):  # the same plan, keys and domain it uses
-        plan = {p.field: p for p in transfer.plan if p.field in request.fields}
-        keys = gateway.transformer.keys[region]
-        compiled = CanonicalTransform(
-            plan, keys, domain=transfer.agreement_id, decode=desk.catalog.decode
-        )
-        return lambda record, key: compiled.apply(
-            open_fields(key, record.subject_id, region, record.fields)
-        )
-    return lambda record, key: gateway.transformer.transform(
-        request, gateway.open_values(region, record.subject_id, key, record.fields)
+    keys = desk.keys[region]
+    return PageRecipe(
+        region=region,
+        domain=transfer.agreement_id,
+        plan={p.field: p for p in transfer.plan if p.field in request.fields},
+        domain_key=keys.pseudonym_key(transfer.agreement_id),
+        token_key=keys.token_key(),
+        refs=desk.counters[region].refs,
+        quasi_identifiers=tuple(qis),
     )
 
 
-def _line(subject: str, values: dict[str, JsonValue]) -> bytes:
-    document = {"fields": values, "subject": subject}
-    try:
-        return orjson.dumps(document, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
-    except orjson.JSONEncodeError:  # e.g. an integer wider than 64 bits
-        text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return text.encode() + b"\n"
+def _spooler(gateway: Gateway, recorded: Recorded, recipe: PageRecipe) -> PageSpooler:
+    """The compiled plan when the gateway's transform step is the standard one (the same
+    plan, keys and domain it uses), else open, decode and ask the gateway's transformer."""
+    if isinstance(gateway.transformer, Outbound):
+        return PageSpooler(recipe)
+    request, transformer = recorded.request, gateway.transformer
+
+    def opener(sid: str, key: bytes, sealed: Mapping[str, bytes]) -> dict[str, JsonValue]:
+        return transformer.transform(request, gateway.open_values(recipe.region, sid, key, sealed))
+
+    return PageSpooler(recipe, opener)
 
 
 @dataclass
@@ -201,109 +195,59 @@ class _Spooled:
     digest: hashlib._Hash = field(default_factory=hashlib.sha256)
 
 
-_Page = tuple[list[SealedRecord], dict[str, bytes | KeyDestroyed]]
-
-
-class _PageWriter(threading.Thread):
-    """Transforms and writes pages in a thread of its own while the caller reads the next.
-
-    Reading a page and unwrapping its keys spend most of their time in SQLite and in
-    fsync, which release the GIL, so they overlap with the transforms. The thread
-    touches no database (each thread would open its own connections); at most `depth`
-    pages wait for it, so memory stays bounded.
-    """
-
-    def __init__(self, write: Callable[[_Page], None], depth: int = 2) -> None:
-        super().__init__(name="domicile-export-writer", daemon=True)
-        self._write = write
-        self._pages: queue.Queue[_Page | None] = queue.Queue(maxsize=depth)
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        """Write pages until the end mark; keep the first error for `finish`."""
-        try:
-            while (page := self._pages.get()) is not None:
-                self._write(page)
-        except BaseException as exc:  # raised again in the caller's thread by `finish`
-            self.error = exc
-
-    def submit(self, page: _Page | None) -> bool:
-        """Queue a page (None: the end); False once the writer has stopped."""
-        while self.is_alive():
-            try:
-                self._pages.put(page, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def finish(self) -> None:
-        """Wait for every queued page; raise the writer's error, if any."""
-        self.submit(None)
-        self.join()
-        if self.error is not None:
-            raise self.error
-
-
 def _unwrapped_pages(
     gateway: Gateway, recorded: Recorded, spec: ExportSpec, page: int
-) -> Iterator[_Page]:
-    """Each page of records with their data keys, unwrapped against the recorded decision."""
+) -> Iterator[tuple[list[Row], dict[str, bytes]]]:
+    """Each page of rows with their data keys, unwrapped against the recorded decision;
+    a subject erased since its page was read (its key destroyed) is left out."""
     custodian = gateway.regions[spec.region].custodian
     auth = recorded.authorization()
-    for records in _record_pages(gateway, spec, recorded.request.fields, page):
-        wanted = [(r.subject_id, auth) for r in records if r.fields]
-        yield records, (custodian.unwrap_data_keys(wanted) if wanted else {})
+    for rows in _record_pages(gateway, spec, page):
+        wanted = [(sid, auth) for sid, stored in rows if stored is not None]
+        keys = custodian.unwrap_data_keys(wanted) if wanted else {}
+        gone = {sid for sid, key in keys.items() if isinstance(key, KeyDestroyed)}
+        live = [row for row in rows if row[0] not in gone]
+        yield live, {sid: key for sid, key in keys.items() if isinstance(key, bytes)}
 
 
 def _spool(
     gateway: Gateway,
-    desk: TransferDesk,
     recorded: Recorded,
     spec: ExportSpec,
     page: int,
-    out: IO[bytes],
-    refs_out: IO[bytes],
+    workers: int,
+    recipe: PageRecipe,
+    files: tuple[IO[bytes], IO[bytes]],
     checker: KAnonymityChecker,
-    qis: list[str],
 ) -> _Spooled:
-    """Write every record to `out` and its threshold ref to `refs_out`."""
-    transfer = recorded.request.transfer
-    assert transfer is not None
-    counter = desk.counters[spec.region]
-    subject_key = desk.keys[spec.region].pseudonym_key(transfer.agreement_id)
-    subject = Pseudonymiser(subject_key, "subject_id")
-    transform = _opener(gateway, recorded, desk)
+    """Write every record to the first file and its threshold ref to the second, in order.
+
+    Pages are transformed while the next ones are read: by `workers` processes for a
+    large export through the standard transform step, else by one thread. At most
+    `_AHEAD` pages per worker wait, so memory stays bounded."""
+    out, refs_out = files
+    spooler = _spooler(gateway, recorded, recipe)
+    if not isinstance(gateway.transformer, Outbound) or _count(gateway, spec) < _POOL_MIN:
+        workers = 0
     done = _Spooled()
+    ahead: deque[Future[PageOut]] = deque()
 
-    def write(page: _Page) -> None:
-        records, keys = page
-        lines: list[bytes] = []
-        refs: list[str] = []
-        for record in records:
-            sid = record.subject_id
-            key = keys.get(sid)
-            if isinstance(key, KeyDestroyed):
-                continue  # erased since the page was read
-            values = transform(record, key) if key is not None else {}
-            lines.append(_line(subject.of_canonical(canonical_value("subject_id", sid)), values))
-            refs.append(counter.subject_ref(sid))
-            checker.add([values.get(q) for q in qis])
-        chunk = b"".join(lines)
-        out.write(chunk)
-        refs_out.write("".join(refs).encode("ascii"))
-        done.digest.update(chunk)
-        done.size += len(chunk)
-        done.records += len(lines)
+    def take() -> None:
+        result = ahead.popleft().result()
+        out.write(result.lines)
+        refs_out.write(result.refs)
+        done.digest.update(result.lines)
+        done.size += len(result.lines)
+        done.records += result.records
+        checker.add_counts(result.classes)
 
-    writer = _PageWriter(write)
-    writer.start()
-    try:
-        for item in _unwrapped_pages(gateway, recorded, spec, page):
-            if not writer.submit(item):
-                break  # the writer failed: `finish` raises its error
-    finally:
-        writer.finish()
+    with page_executor(spooler, recipe, workers) as submit:
+        for rows, keys in _unwrapped_pages(gateway, recorded, spec, page):
+            ahead.append(submit(rows, keys))
+            while len(ahead) > _AHEAD * max(workers, 1):
+                take()
+        while ahead:
+            take()
     return done
 
 
@@ -386,9 +330,13 @@ def prepare_export(
     *,
     min_k: int = 5,
     page: int = 500,
+    workers: int = 0,
     spool_dir: str | None = None,
 ) -> PreparedExport:
-    """Decide, spool, check k-anonymity and thresholds, and record an export; or raise."""
+    """Decide, spool, check k-anonymity and thresholds, and record an export; or raise.
+
+    `workers` processes transform the pages of an export of `_POOL_MIN` subjects or more
+    (0: a thread of this process does)."""
     recorded, agreement, fields, k = _decide(gateway, desk, principal, spec, min_k)
     qis = _quasi_identifiers(desk, fields, spec)
     checker = KAnonymityChecker(k)
@@ -401,7 +349,9 @@ def prepare_export(
         raise
     try:
         with handle, refs:
-            done = _spool(gateway, desk, recorded, spec, page, handle, refs, checker, qis)
+            recipe = _recipe(gateway, recorded, desk, qis)
+            files = (handle, refs)
+            done = _spool(gateway, recorded, spec, page, workers, recipe, files, checker)
         digest = done.digest.hexdigest()
         report = checker.report()
         kanon = _kanon_record(report, qis)

@@ -16,8 +16,6 @@ entries to the subject id any more.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import threading
 from collections import OrderedDict
@@ -33,6 +31,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from domicile.errors import AccessDenied, ConfigError, Conflict, IntegrityError, KeyDestroyed
 from domicile.keys.custodian import Authorization, UnwrapRecord
 from domicile.keys.envelope import NONCE_BYTES, new_data_key, open_sealed_with, seal
+from domicile.pets.keyed import KeyedMac
 from domicile.storage.database import SqliteDatabase, insert_values
 from domicile.storage.group_commit import GroupCommit
 from domicile.storage.migrations import migrate
@@ -55,7 +54,7 @@ class LocalCustodian:
         self._ref_key = HKDF(
             algorithm=hashes.SHA256(), length=32, salt=None, info=b"domicile-subject-ref/v1"
         ).derive(self._kek)
-        self._ref_mac = hmac.new(self._ref_key, digestmod=hashlib.sha256)
+        self._ref_mac = KeyedMac(self._ref_key)
         self._refs: OrderedDict[str, str] = OrderedDict()
         self._refs_lock = threading.Lock()
         self._db = SqliteDatabase(SqliteUrl(directory / "keyring.db"))
@@ -273,9 +272,7 @@ class LocalCustodian:
         return out
 
     def _ref(self, salt: bytes, subject_id: str) -> str:
-        mac = self._ref_mac.copy()  # the key's pad states, computed once
-        mac.update(salt + b"\x00" + subject_id.encode())
-        return mac.hexdigest()[:32]
+        return self._ref_mac.digest(salt + b"\x00" + subject_id.encode())[:16].hex()
 
     def close(self) -> None:
         """Close the keyring."""

@@ -79,6 +79,12 @@ class KAnonymityChecker:
         self._classes[freeze(quasi_identifiers)] += 1
         self._rows += 1
 
+    def add_counts(self, classes: Mapping[Hashable, int]) -> None:
+        """Count rows already grouped elsewhere: `freeze` of their quasi-identifier values
+        (as `add` would) to their number (a worker's page of an export)."""
+        self._classes.update(classes)
+        self._rows += sum(classes.values())
+
     def add_all(self, rows: Iterable[Sequence[JsonValue]]) -> None:
         """Count every row of `rows`."""
         for row in rows:

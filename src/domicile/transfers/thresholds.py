@@ -31,6 +31,7 @@ from domicile.transfers.model import Agreement
 __all__ = [
     "REF_DOMAIN",
     "CounterStatus",
+    "SubjectRefs",
     "ThresholdConfig",
     "ThresholdCounter",
     "ThresholdStatus",
@@ -196,6 +197,25 @@ PRUNE_EVERY = 3600.0
 PRUNE_MARGIN = timedelta(days=1)
 
 
+class SubjectRefs:
+    """A counter's keyed subject reference as a callable; it pickles as its key, so an
+    export's worker processes compute the refs of the subjects they transform."""
+
+    __slots__ = ("_key", "_mac")
+
+    def __init__(self, key: bytes) -> None:
+        """Key the references."""
+        self._key = bytes(key)
+        self._mac = KeyedMac(self._key, _REF_LABEL)
+
+    def __call__(self, subject_id: str) -> str:
+        """Return the keyed reference stored in place of `subject_id` (32 hex digits)."""
+        return self._mac.digest(subject_id.encode())[:16].hex()
+
+    def __reduce__(self) -> tuple[type[SubjectRefs], tuple[bytes]]:
+        return (SubjectRefs, (self._key,))
+
+
 class ThresholdCounter:
     """Rolling counts of distinct subjects transferred, per scope and data class.
 
@@ -217,13 +237,13 @@ class ThresholdCounter:
             raise ConfigError("the transfer counter key is shorter than 32 bytes")
         self.db = db
         self.config = config
-        self._ref_mac = KeyedMac(bytes(ref_key), _REF_LABEL)
+        self.refs = SubjectRefs(ref_key)
         self._pruned_at: float | None = None
         migrate(db, "transfers", "domicile.transfers")
 
     def subject_ref(self, subject_id: str) -> str:
         """Return the keyed reference stored in place of a subject id."""
-        return self._ref_mac.digest(subject_id.encode())[:16].hex()
+        return self.refs(subject_id)
 
     def _scopes(
         self, country: str, fields: Mapping[str, str], agreement: Agreement | None

@@ -52,7 +52,13 @@ def _pack(sealed: Mapping[str, bytes]) -> str:
     return orjson.dumps({name: value.hex() for name, value in sealed.items()}).decode()
 
 
-def _unpack(
+def pack_sealed(sealed: Mapping[str, bytes]) -> str:
+    """A subject's sealed values as the vault stores them, for bulk loads that pack them
+    ahead of `insert_packed` (in another process, say)."""
+    return _pack(sealed)
+
+
+def unpack_sealed(
     subject_id: str, region: str, stored: object, names: Collection[str] | None
 ) -> dict[str, bytes]:
     """The sealed values of `names` (all when None) from a stored row's column."""
@@ -137,6 +143,17 @@ class Vault:
                 raise ValueError(f"a row of subject `{subject_id}` is not among the subjects")
             packed[subject_id][name] = value.hex()
         stored = {sid: orjson.dumps(values).decode() for sid, values in packed.items()}
+        self.insert_packed(list(stored), list(stored.values()), catalog_version)
+        return stored
+
+    def insert_packed(
+        self, subject_ids: Sequence[str], stored: Sequence[str], catalog_version: str
+    ) -> None:
+        """Store new subjects whose sealed values come packed (`pack_sealed`, one text per
+        subject, in `subject_ids` order) in one transaction; `insert_many`'s checks, all
+        or none. `stored_values` reads back exactly these texts."""
+        if len(stored) != len(subject_ids):
+            raise ValueError("one packed text per subject is needed")
         now = _now()
         with self.db.transaction() as tx:
             for start in range(0, len(subject_ids), _BULK):
@@ -149,9 +166,9 @@ class Vault:
                 "INSERT INTO subjects (id, state, version, catalog_version, created_at,"
                 " updated_at, sealed) VALUES",
                 "(?, 'active', 1, ?, ?, ?, ?)",
-                [(sid, catalog_version, now, now, text) for sid, text in stored.items()],
-            )
-        return stored
+                [(sid, catalog_version, now, now, text)
+                 for sid, text in zip(subject_ids, stored, strict=True)],
+            )  # fmt: skip
 
     def stored_values(self, subject_ids: Sequence[str]) -> dict[str, str]:
         """The stored sealed values (the JSON text, unparsed) of the active subjects among
@@ -193,16 +210,30 @@ class Vault:
                 out[subject_id] = exc
         return out
 
-    def fetch_active_page(
-        self, after: str, limit: int, names: Collection[str]
-    ) -> list[SealedRecord]:
-        """The next `limit` active subjects with id > `after`, in id order, with the sealed
-        values of `names` (dataset exports walk a vault with it); one statement."""
+    def active_sealed_page(self, after: str, limit: int) -> list[tuple[str, str | None]]:
+        """The next `limit` active subjects with id > `after`, in id order, as their id and
+        stored values (`unpack_sealed` opens them): what a dataset export walks, with no
+        record objects made for it; one statement."""
         rows = self.db.query(
-            f"SELECT {_HEAD} FROM subjects WHERE state = 'active' AND id > ? ORDER BY id LIMIT ?",
+            "SELECT id, sealed FROM subjects WHERE state = 'active' AND id > ? ORDER BY id LIMIT ?",
             (after, limit),
         )
-        return [self._from_row(str(row[0]), row, names) for row in rows]
+        return [(str(row[0]), row[1]) for row in rows]
+
+    def active_sealed(self, subject_ids: Sequence[str]) -> list[tuple[str, str | None]]:
+        """The id and stored values of those of `subject_ids` that are active here, in the
+        order given (each once); erased, moved and unknown ones are left out."""
+        found: dict[str, str | None] = {}
+        ids = list(dict.fromkeys(subject_ids))
+        for start in range(0, len(ids), 400):
+            chunk = ids[start : start + 400]
+            marks = ", ".join("?" for _ in chunk)
+            for row in self.db.query(
+                f"SELECT id, sealed FROM subjects WHERE state = 'active' AND id IN ({marks})",
+                chunk,
+            ):
+                found[str(row[0])] = row[1]
+        return [(sid, found[sid]) for sid in ids if sid in found]
 
     def _from_row(
         self, subject_id: str, row: tuple[Any, ...] | None, names: Collection[str] | None
@@ -210,7 +241,7 @@ class Vault:
         """The record of a `_HEAD` row, with the sealed values of `names` (all when None)."""
         record = self._record(subject_id, None if row is None else row[1:6])
         assert row is not None  # `_record` raised otherwise
-        record.fields.update(_unpack(subject_id, self.region, row[6], names))
+        record.fields.update(unpack_sealed(subject_id, self.region, row[6], names))
         return record
 
     def _record(self, subject_id: str, head: tuple[object, ...] | None) -> SealedRecord:

@@ -82,12 +82,29 @@ def world(tmp_path: Path) -> Iterator[World]:
     w.runtime.close()
 
 
-def _export(world: World, **spec: object) -> object:
+def _export(world: World, workers: int = 0, **spec: object) -> Any:
     return prepare_export(
         world.runtime.gateway, world.runtime.transfers, world.principal,
         ExportSpec(region=REGION, agreement_id="eu-us-analytics", **spec),  # type: ignore[arg-type]
-        min_k=2, page=500, spool_dir=str(world.spool),
+        min_k=2, page=500, workers=workers, spool_dir=str(world.spool),
     )  # fmt: skip
+
+
+@pytest.fixture
+def pool_for_any_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Worker processes even for the test's small exports (they start from 20,000)."""
+    monkeypatch.setattr("domicile.gateway.dataset_export._POOL_MIN", 0)
+
+
+def _tamper(world: World, subject_id: str) -> None:
+    """Flip one hex digit of a stored ciphertext, as someone with the vault file could."""
+    db = world.runtime.gateway.regions[REGION].vault.db
+    (stored,) = db.query("SELECT sealed FROM subjects WHERE id = ?", (subject_id,))[0]
+    values = json.loads(stored)
+    blob = values["email"]
+    values["email"] = blob[:-1] + ("0" if blob[-1] != "0" else "1")
+    with db.transaction() as tx:
+        tx.execute("UPDATE subjects SET sealed = ? WHERE id = ?", (json.dumps(values), subject_id))
 
 
 def _ledger(world: World) -> list[dict[str, Any]]:
@@ -170,28 +187,30 @@ def test_k_anonymity_refusal_counts_nothing(world: World) -> None:
     assert counter.count("country:US", "personal_identifiers") == 0
 
 
-def test_a_failing_transform_leaves_no_spool_and_counts_nothing(
-    world: World, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_tampered_value_stops_the_export_and_counts_nothing(
+    world: World, workers: int, pool_for_any_size: None
 ) -> None:
-    def broken(*args: object, **kwargs: object) -> object:
-        raise IntegrityError("sealed value does not verify under its key and binding")
-
-    monkeypatch.setattr("domicile.gateway.dataset_export.open_fields", broken)
-    with pytest.raises(IntegrityError):
-        _export(world)
+    _tamper(world, sorted(world.ids)[700])  # on the second page
+    with pytest.raises(IntegrityError, match="does not verify"):
+        _export(world, workers=workers)
     assert not any(world.spool.iterdir())
     assert world.runtime.transfers.counters[REGION].count("country:US", "personal_identifiers") == 0
+    assert not [e for e in _ledger(world) if e.get("event") == "export"]
 
 
-def test_fetch_active_page_walks_the_vault_in_id_order(world: World) -> None:
-    vault = world.runtime.gateway.regions[REGION].vault
-    world.runtime.gateway.erase(world.principal, world.ids[0])
-    seen, after = [], ""
-    while page := vault.fetch_active_page(after, 500, ["email", "bio"]):
-        assert all(set(r.fields) == {"email", "bio"} for r in page)
-        seen += [r.subject_id for r in page]
-        after = page[-1].subject_id
-    assert seen == sorted(set(world.ids) - {world.ids[0]})
+def test_worker_processes_send_the_same_bytes_as_one_thread(
+    world: World, pool_for_any_size: None
+) -> None:
+    custodian = world.runtime.gateway.regions[REGION].custodian
+    alone = _export(world, workers=0)
+    body = b"".join(alone.chunks())
+    before = len(custodian.unwraps(limit=10**6))
+    pooled = _export(world, workers=2)
+    assert b"".join(pooled.chunks()) == body
+    assert (pooled.digest, pooled.records, pooled.report) == (alone.digest, PEOPLE, alone.report)
+    assert len(custodian.unwraps(limit=10**6)) - before == PEOPLE
+    assert not any(world.spool.iterdir())
 
 
 def test_open_fields_is_open_sealed_per_field() -> None:

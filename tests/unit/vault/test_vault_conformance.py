@@ -17,7 +17,7 @@ from domicile.errors import (
 from domicile.storage.database import open_database
 from domicile.storage.migrations import load_migrations
 from domicile.storage.url import StorageUrl
-from domicile.vault.store import SubjectState, Vault
+from domicile.vault.store import SubjectState, Vault, unpack_sealed
 
 
 @pytest.fixture
@@ -127,19 +127,35 @@ def test_iter_ids_pages_through_everything(vault: Vault) -> None:
     assert list(vault.iter_ids(page=7)) == ids
 
 
-def test_fetch_active_page_walks_active_subjects_with_named_fields(vault: Vault) -> None:
+def test_active_sealed_page_walks_active_subjects_in_id_order(vault: Vault) -> None:
     ids = [f"{i:032x}" for i in range(10)]
     vault.insert_many([(i, {"email": i.encode(), "phone": b"p"}) for i in ids], "v1")
     vault.tombstone(ids[4], SubjectState.ERASED)
     seen: list[str] = []
     after = ""
-    while page := vault.fetch_active_page(after, 3, ["email"]):
+    while page := vault.active_sealed_page(after, 3):
         assert len(page) <= 3
-        for record in page:
-            assert record.fields == {"email": record.subject_id.encode()}
-        seen += [r.subject_id for r in page]
-        after = page[-1].subject_id
+        for sid, stored in page:
+            opened = unpack_sealed(sid, "r", stored, ["email"])
+            assert opened == {"email": sid.encode()}
+        seen += [sid for sid, _ in page]
+        after = page[-1][0]
     assert seen == [i for i in ids if i != ids[4]]
+
+
+def test_active_sealed_keeps_the_order_given_and_leaves_out_the_inactive(vault: Vault) -> None:
+    ids = [f"{i:032x}" for i in range(5)]
+    vault.insert_many([(i, {"email": i.encode()}) for i in ids], "v1")
+    vault.tombstone(ids[1], SubjectState.ERASED)
+    asked = [ids[3], ids[1], "f" * 32, ids[0], ids[3]]
+    got = vault.active_sealed(asked)
+    assert [sid for sid, _ in got] == [ids[3], ids[0]]
+    assert unpack_sealed(ids[0], "r", got[1][1], None) == {"email": ids[0].encode()}
+
+
+def test_unpack_sealed_refuses_a_malformed_row() -> None:
+    with pytest.raises(IntegrityError, match="malformed"):
+        unpack_sealed("a" * 32, "r", '{"email": "not hex"}', ["email"])
 
 
 def test_discard_leaves_no_trace(vault: Vault) -> None:
