@@ -14,6 +14,10 @@ Each measured run is a fresh child process (this script with `--phase`), so its 
 the setup's. A sampler thread in the child reads VmRSS every 50 ms; the table shows it
 at 25/50/75/100 % of the run's time (flat = memory does not grow with the records).
 The HTTP path (Client.export_dataset against bench/serve.py) reports the server's VmHWM.
+The export runs with --workers worker processes (DOMICILE_EXPORT_WORKERS) and, as a
+same-run baseline, with one thread; for both the table gives the CPU time per record of
+the gateway's process and of its workers (steadier than rates on a shared machine), and
+the workers' peak RSS.
 Nothing is asserted.
 
 The five fields are the catalog's `restricted` fields whose transform is `pseudonymise`
@@ -200,8 +204,19 @@ def phase_raw(ctx: dict[str, Any]) -> dict[str, Any]:
     return {"records": n, "seconds": sampler.end - sampler.start, "rss": sampler.quartiles()}
 
 
+def _cpu_seconds(who: int) -> float:
+    import resource
+
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def phase_inprocess(ctx: dict[str, Any]) -> dict[str, Any]:
-    """prepare_export (what POST /v1/exports calls) and reading its spool, in process."""
+    """prepare_export (what POST /v1/exports calls) and reading its spool, in process,
+    with ctx["workers"] worker processes (0: one thread). Besides the rate it keeps the
+    CPU seconds of this process and of its workers, and the workers' peak RSS."""
+    import resource
+
     from domicile.gateway.dataset_export import ExportSpec, prepare_export
     from domicile.runtime import open_runtime
     from domicile.settings import Settings
@@ -211,13 +226,15 @@ def phase_inprocess(ctx: dict[str, Any]) -> dict[str, Any]:
     try:
         principal = runtime.gateway.authenticate(ctx["token"])
         spec = ExportSpec(region=ctx["region"], agreement_id=AGREEMENT)
+        cpu = _cpu_seconds(resource.RUSAGE_SELF)
         with Sampler() as sampler:
             prepared = prepare_export(
                 runtime.gateway, runtime.transfers, principal, spec,
                 min_k=settings.export_min_k, page=settings.export_page_size,
-                workers=settings.export_workers, spool_dir=ctx["work"],
+                workers=ctx["workers"], spool_dir=ctx["work"],
             )  # fmt: skip
             lines = sum(chunk.count(b"\n") for chunk in prepared.chunks())
+        cpu = _cpu_seconds(resource.RUSAGE_SELF) - cpu
     finally:
         runtime.close()
     if lines != prepared.records:
@@ -227,6 +244,9 @@ def phase_inprocess(ctx: dict[str, Any]) -> dict[str, Any]:
         "bytes": prepared.size,
         "seconds": sampler.end - sampler.start,
         "rss": sampler.quartiles(),
+        "cpu_main": cpu,
+        "cpu_workers": _cpu_seconds(resource.RUSAGE_CHILDREN),
+        "workers_peak_rss": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
     }
 
 
@@ -248,6 +268,7 @@ def http_run(ctx: dict[str, Any], work: Path) -> dict[str, Any]:
     from domicile.client import Client
 
     os.environ["DOMICILE_THRESHOLDS_FILE"] = ctx["thresholds"]  # serve.py has no flag for it
+    os.environ["DOMICILE_EXPORT_WORKERS"] = str(ctx["workers"])
     try:
         args = ["domicile", "--data-dir", ctx["data_dir"]]
         with server("domicile", args, workdir=work) as srv:
@@ -261,6 +282,7 @@ def http_run(ctx: dict[str, Any], work: Path) -> dict[str, Any]:
             hwm, after = rss_kib("VmHWM", pid), rss_kib("VmRSS", pid)
     finally:
         del os.environ["DOMICILE_THRESHOLDS_FILE"]
+        del os.environ["DOMICILE_EXPORT_WORKERS"]
     if sink.lines != result["records"]:
         raise SystemExit(f"received {sink.lines} lines, export says {result['records']}")
     return {
@@ -275,6 +297,8 @@ def http_run(ctx: dict[str, Any], work: Path) -> dict[str, Any]:
 def run_phase(phase: str, ctx_json: str) -> None:
     """Entry point of a child: print its result as JSON."""
     ctx = json.loads(ctx_json)
+    if phase == "thread":
+        ctx["workers"] = 0
     print_child_result(phase_raw(ctx) if phase == "raw" else phase_inprocess(ctx))
 
 
@@ -288,14 +312,19 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--dir", type=Path, default=None)
-    parser.add_argument("--phase", choices=["raw", "inprocess"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="export worker processes (DOMICILE_EXPORT_WORKERS)"
+    )
+    parser.add_argument("--phase", choices=["raw", "inprocess", "thread"], help=argparse.SUPPRESS)
     parser.add_argument("--ctx", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
         run_phase(args.phase, args.ctx)
         return
     clean_domicile_env()
-    runs: dict[str, list[dict[str, Any]]] = {"raw": [], "in process": [], "http": []}
+    label = f"in process, {args.workers} workers"
+    names = {"raw": "raw", "inprocess": label, "thread": "in process, one thread"}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in [*names.values(), "http"]}
     with workdir(args.keep, args.reuse or args.dir) as work:
         t0 = time.perf_counter()
         if args.reuse is not None:
@@ -308,13 +337,12 @@ def main() -> None:
             ctx = {**prepare(work, args.subjects, args.batch), "work": str(work)}
             ctx["subjects"] = args.subjects
             (work / "ctx.json").write_text(json.dumps(ctx))
+        ctx["workers"] = args.workers
         setup_s = time.perf_counter() - t0
         for round_no in range(args.rounds):
-            order = ["raw", "inprocess"] if round_no % 2 == 0 else ["inprocess", "raw"]
-            for phase in order:
-                runs["raw" if phase == "raw" else "in process"].append(
-                    run_child(__file__, "--phase", phase, ctx)
-                )
+            order = ["raw", "inprocess", "thread"]
+            for phase in order if round_no % 2 == 0 else order[::-1]:
+                runs[names[phase]].append(run_child(__file__, "--phase", phase, ctx))
             if not args.no_http:
                 runs["http"].append(http_run(ctx, work))
             log(
@@ -369,12 +397,20 @@ def main() -> None:
                 )
             else:
                 peak = f"{median([r['peak_rss'] for r in v]) / 1024:,.0f}"
+                if last.get("workers_peak_rss"):
+                    peak += f" + {median([r['workers_peak_rss'] for r in v]) / 1024:,.0f} each"
                 quart = " / ".join(f"{kib / 1024:,.0f}" for kib in last["rss"])
+            cpu = "-"
+            if "cpu_main" in last:
+                main_us = median([r["cpu_main"] / r["records"] * 1e6 for r in v])
+                workers_us = median([r["cpu_workers"] / r["records"] * 1e6 for r in v])
+                cpu = f"{main_us:,.0f} + {workers_us:,.0f}"
             rows.append(
                 [name, fmt(rates[name]), f"{ratio(rates[name], rates['raw']):.3f}",
-                 f"{paired[name]:.3f}", peak, quart]
+                 f"{paired[name]:.3f}", cpu, peak, quart]
             )  # fmt: skip
-        header = ["path", "records/s", "vs raw", "vs raw per round", "peak RSS MiB",
+        header = ["path", "records/s", "vs raw", "vs raw per round",
+                  "CPU us/record (gateway + workers)", "peak RSS MiB",
                   "RSS MiB at 25/50/75/100 %"]  # fmt: skip
         print(table(header, rows))
         print(
