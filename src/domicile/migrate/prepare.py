@@ -8,19 +8,19 @@ separate process (see `feeder.py`): the input is the page's rows and a picklable
   quarantined with a reason naming the fault and the field, never a value),
 - makes a subject id and a fresh data key (the custodian wraps it later under its KEK),
 - seals each value as the gateway does (`envelope.seal` under `field_aad`, one AES-GCM
-  context per data key), ready as vault rows,
+  context per data key) and packs a subject's sealed values as the vault stores them
+  (`vault.store.pack_sealed`: one text per subject, so the writer binds it as it is),
 - and computes the keyed record digest (`digest.record_digest`, from the encoded bytes).
 
 Subject ids are UUIDv7-shaped (48-bit Unix milliseconds, then 74 random bits, as 32 hex
 digits like every subject id): a batch's ids are drawn sorted and handed out in legacy
 order, so its vault and directory rows are appended at the end of their indexes
-instead of landing at random places, and its sealed rows are already in the (subject
-id, field) order the read-back compares in.
+instead of landing at random places.
 """
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -36,10 +36,14 @@ from domicile.migrate.classify import Quarantined
 from domicile.migrate.digest import DIGEST_DOMAIN, batch_root
 from domicile.migrate.fieldcheck import FieldCheck, field_check
 from domicile.migrate.source import LegacyRow, legacy_key
+from domicile.vault.store import pack_sealed
 
 # envelope.seal's format: a version byte, the nonce, then ciphertext and tag.
 _SEALED_V1 = b"\x01"
 _AAD_DOMAIN = b"domicile-field/v1"
+# Subject ids are 32 hex digits: their length prefixes, 2 and 4 bytes wide.
+_SID_BYTES2 = (32).to_bytes(2, "big")
+_SID_BYTES4 = (32).to_bytes(4, "big")
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,8 @@ class PreparedBatch:
     subject_ids: list[str] = field(default_factory=list)
     digests: list[bytes] = field(default_factory=list)
     data_keys: list[bytes] = field(default_factory=list)
-    sealed: list[tuple[str, str, bytes]] = field(default_factory=list)
-    """(subject id, field, sealed value), ordered by subject id then field."""
+    stored: list[str] = field(default_factory=list)
+    """Each subject's sealed values as the vault stores them (`pack_sealed`)."""
     sample: dict[str, JsonValue] = field(default_factory=dict)
     """The normalised values of the first row, to open its copy against."""
     root: bytes = b""
@@ -87,17 +91,22 @@ def _length_prefixed(data: bytes, width: int) -> bytes:
     return len(data).to_bytes(width, "big") + data
 
 
+# The variant nibble of a subject id: the bits 10, then two random bits (RFC 9562 §4.1).
+_VARIANT = {f"{v:x}": f"{0x8 | (v & 0x3):x}" for v in range(16)}
+
+
 def new_subject_ids(count: int, now_ms: int | None = None) -> list[str]:
     """`count` distinct UUIDv7 subject ids (version 7, RFC 9562 variant), sorted."""
     ms = (time.time_ns() // 1_000_000 if now_ms is None else now_ms) & (2**48 - 1)
-    head = (ms << 80) | (0x7 << 76)
-    randomness = os.urandom(10 * count)
-    ids = set()
-    for i in range(count):
-        r = int.from_bytes(randomness[10 * i : 10 * i + 10], "big")
-        # 12 random bits after the version, the variant bits 10, 62 more random bits.
-        value = head | ((r >> 68) << 64) | (0b10 << 62) | (r & (2**62 - 1))
-        ids.add(f"{value:032x}")
+    head = f"{ms:012x}7"
+    # 20 random hex digits per id, 74 bits of them used: 12 after the version, 2 in the
+    # variant nibble, 60 after it (hex text, sliced: no integer arithmetic per id).
+    randomness = os.urandom(10 * count).hex()
+    variant = _VARIANT
+    ids = {
+        head + r[:3] + variant[r[3]] + r[4:19]
+        for r in (randomness[20 * i : 20 * i + 20] for i in range(count))
+    }
     out = sorted(ids)
     return out if len(out) == count else sorted({*out, *new_subject_ids(count - len(out))})
 
@@ -114,9 +123,16 @@ class Preparer:
         self.order = sorted(spec.fields)
         self.json_keys = {name: b'"' + name.encode() + b'":' for name in spec.fields}
         self.aad_head = _length_prefixed(_AAD_DOMAIN, 2)
-        self.digest_head = _length_prefixed(DIGEST_DOMAIN, 4) + _length_prefixed(
-            spec.source_id.encode(), 4
+        # HMAC (RFC 2104) with the key's inner and outer pad states hashed once, and the
+        # message's constant head (domain, source) absorbed into the inner state: per
+        # record only its own parts are hashed. `digest.record_digest` is the reference.
+        key = spec.secret if len(spec.secret) <= 64 else hashlib.sha256(spec.secret).digest()
+        key = key.ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._inner.update(
+            _length_prefixed(DIGEST_DOMAIN, 4) + _length_prefixed(spec.source_id.encode(), 4)
         )
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
 
     def _region(self, country: object) -> str | None:
         # topology.home_region: ASCII, stripped, uppercased, then a placed ISO code.
@@ -124,9 +140,9 @@ class Preparer:
             return self.spec.routes.get(country.strip().upper())
         return None
 
-    def classify(self, row: LegacyRow) -> tuple[str, str, dict[str, JsonValue], dict[str, bytes]]:
-        """(key, region, values, encoded values) of a valid row; Quarantined is raised
-        as the reason otherwise (see `classify.Classifier`, whose rules these are)."""
+    def classify(self, row: LegacyRow) -> tuple[str, str, dict[str, bytes]]:
+        """(key, region, encoded values) of a valid row; Quarantined is raised as the
+        reason otherwise (see `classify.Classifier`, whose rules these are)."""
         key = legacy_key(row[0])
         country = row[1]
         if country is None or (isinstance(country, str) and not country.strip()):
@@ -134,75 +150,105 @@ class Preparer:
         region = self._region(country)
         if region is None:
             raise _Refused(key, "unknown-country")
-        values: dict[str, JsonValue] = {}
         encoded: dict[str, bytes] = {}
         for (name, check), raw in zip(self.checks, row[2:], strict=True):
             if raw is None:
                 continue
             try:
-                values[name], encoded[name] = check(raw)
+                encoded[name] = check(raw)[1]
             except InvalidInput as exc:
                 raise _Refused(key, f"{exc.code}:{name}") from None
-        if not values:
+        if not encoded:
             raise _Refused(key, "no-values")
-        return key, region, values, encoded
+        return key, region, encoded
+
+    def values(self, row: LegacyRow) -> dict[str, JsonValue]:
+        """The normalised values of a row `classify` accepted."""
+        return {
+            name: check(raw)[0]
+            for (name, check), raw in zip(self.checks, row[2:], strict=True)
+            if raw is not None
+        }
 
     def prepare(self, rows: Sequence[LegacyRow]) -> PreparedPage:
         """Classify, seal and digest one page of rows."""
         quarantined: list[Quarantined] = []
-        by_region: dict[str, list[tuple[str, dict[str, JsonValue], dict[str, bytes]]]] = {}
+        by_region: dict[str, list[tuple[str, dict[str, bytes]]]] = {}
+        firsts: dict[str, LegacyRow] = {}
+        classify = self.classify
         for row in rows:
             try:
-                key, region, values, encoded = self.classify(row)
+                key, region, encoded = classify(row)
             except _Refused as refused:
                 quarantined.append(Quarantined(refused.key, refused.reason))
                 continue
-            by_region.setdefault(region, []).append((key, values, encoded))
-        batches = [self._seal(region, by_region[region]) for region in sorted(by_region)]
+            items = by_region.get(region)
+            if items is None:
+                items = by_region[region] = []
+                firsts[region] = row
+            items.append((key, encoded))
+        batches = [
+            self._seal(region, by_region[region], self.values(firsts[region]))
+            for region in sorted(by_region)
+        ]
         return PreparedPage(len(rows), rows[-1][0] if rows else None, quarantined, batches)
 
     def _seal(
-        self, region: str, items: list[tuple[str, dict[str, JsonValue], dict[str, bytes]]]
+        self, region: str, items: list[tuple[str, dict[str, bytes]]], sample: dict[str, JsonValue]
     ) -> PreparedBatch:
-        batch = PreparedBatch(region, sample=items[0][1])
         count = len(items)
         ids = new_subject_ids(count)
         data_keys = os.urandom(DATA_KEY_BYTES * count)
         nonces = os.urandom(NONCE_BYTES * count * len(self.order))
         region_bytes = region.encode()
-        aad_tails = {
-            name: _length_prefixed(region_bytes, 2) + _length_prefixed(name.encode(), 2)
+        aad_tails = [
+            (name, _length_prefixed(region_bytes, 2) + _length_prefixed(name.encode(), 2),
+             self.json_keys[name])
             for name in self.order
-        }
+        ]  # fmt: skip
         digest_region = _length_prefixed(region_bytes, 4)
-        secret, json_keys, order = self.spec.secret, self.json_keys, self.order
-        sealed, n = batch.sealed, 0
-        for i, (key, _, encoded) in enumerate(items):
+        aad_head, inner, outer = self.aad_head + _SID_BYTES2, self._inner, self._outer
+        stored: list[str] = []
+        keys: list[bytes] = []
+        digests: list[bytes] = []
+        n = 0
+        for i, (key, encoded) in enumerate(items):
             subject_id = ids[i]
             sid = subject_id.encode()
             data_key = data_keys[DATA_KEY_BYTES * i : DATA_KEY_BYTES * (i + 1)]
-            aead = AESGCM(data_key)
-            aad_subject = self.aad_head + _length_prefixed(sid, 2)
+            encrypt = AESGCM(data_key).encrypt
+            aad_subject = aad_head + sid
             parts = []
-            for name in order:
+            sealed: dict[str, bytes] = {}
+            for name, aad_tail, json_key in aad_tails:
                 value = encoded.get(name)
                 if value is None:
                     continue
                 nonce = nonces[NONCE_BYTES * n : NONCE_BYTES * (n + 1)]
                 n += 1
-                blob = aead.encrypt(nonce, value, aad_subject + aad_tails[name])
-                sealed.append((subject_id, name, _SEALED_V1 + nonce + blob))
-                parts.append(json_keys[name] + value)
+                sealed[name] = _SEALED_V1 + nonce + encrypt(nonce, value, aad_subject + aad_tail)
+                parts.append(json_key + value)
+            stored.append(pack_sealed(sealed))
             canonical = b"{" + b",".join(parts) + b"}"
-            message = b"".join((self.digest_head, _length_prefixed(key.encode(), 4),
-                                digest_region, _length_prefixed(sid, 4),
-                                _length_prefixed(canonical, 4)))  # fmt: skip
-            batch.keys.append(key)
-            batch.subject_ids.append(subject_id)
-            batch.data_keys.append(data_key)
-            batch.digests.append(hmac.digest(secret, message, "sha256"))
-        batch.root = batch_root(batch.digests)
-        return batch
+            key_bytes = key.encode()
+            mac = inner.copy()
+            mac.update(b"".join((len(key_bytes).to_bytes(4, "big"), key_bytes, digest_region,
+                                 _SID_BYTES4, sid, len(canonical).to_bytes(4, "big"),
+                                 canonical)))  # fmt: skip
+            final = outer.copy()
+            final.update(mac.digest())
+            keys.append(data_key)
+            digests.append(final.digest())
+        return PreparedBatch(
+            region,
+            keys=[key for key, _ in items],
+            subject_ids=ids,
+            digests=digests,
+            data_keys=keys,
+            stored=stored,
+            sample=sample,
+            root=batch_root(digests),
+        )
 
 
 class _Refused(Exception):

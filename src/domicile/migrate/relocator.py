@@ -164,11 +164,13 @@ class Relocator:
             copying: _Copying | None = None
             for page in pages:
                 planned = self._intend(page_no, page, report)
+                # This page's copy queues behind the previous one's in each database's
+                # lane, so it starts the moment that one is written; meanwhile the
+                # previous page is settled (its activation is on the control database).
+                started_copy = self._start_copy(page_no, page, planned) if planned else None
                 if copying is not None:
                     self._settle(copying, report)
-                    copying = None
-                if planned:
-                    copying = self._start_copy(page_no, page, planned)
+                copying = started_copy
                 page_no += 1
                 report.seen += page.rows
                 if on_page is not None:
@@ -222,7 +224,9 @@ class Relocator:
         for job in copying.jobs:
             job.result()  # the first failure, once nothing is running any more
         batches = copying.batches
-        self.progress.mark_moved(copying.page_no, self._log_sizes(batches))
+        self.progress.mark_moved(
+            copying.page_no, self._log_sizes(batches), [b.batch_id for b in batches]
+        )
         self._await_finish()
         self._finishing = self._finisher.submit(
             self._finish_page, copying.page_no, batches, copying.keys
@@ -263,8 +267,8 @@ class Relocator:
         region = batch.region
         vault = self.gateway.regions[region].vault
         ids = prepared.subject_ids
-        written = vault.insert_rows(ids, prepared.sealed, self.runtime.catalog.version)
-        if vault.stored_values(ids) != written:
+        vault.insert_packed(ids, prepared.stored, self.runtime.catalog.version)
+        if vault.stored_values(ids) != dict(zip(ids, prepared.stored, strict=True)):
             raise IntegrityError(f"copy of batch `{batch.batch_id}` in `{region}` differs")
         # Sealing is the gateway's own; opening one record per batch proves it and the
         # key fit together.

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import orjson
+
 from domicile.migrate.classify import Quarantined
 from domicile.storage.database import Database, Tx, insert_values
 from domicile.storage.migrations import migrate
@@ -131,31 +133,62 @@ class ProgressStore:
             )
             seq = 0
             for batch, rows in batches:
-                bid, region = batch.batch_id, batch.region
-                insert_values(
-                    tx,
-                    "INSERT INTO migrate_rows (source_id, legacy_key, batch_id, seq, subject_id,"
-                    " region, digest) VALUES",
-                    "(?, ?, ?, ?, ?, ?, ?)",
-                    [(sid, key, bid, seq + i, subject_id, region, digest)
-                     for i, (key, subject_id, digest)
-                     in enumerate(zip(rows.keys, rows.subject_ids, rows.digests, strict=True))],
-                )  # fmt: skip
+                self._insert_rows(tx, batch, rows, seq)
                 seq += len(rows.keys)
                 # The directory's own two-phase marker, in the same transaction as the intent;
                 # held by the migration, so a gateway starting meanwhile leaves it alone.
-                insert_values(
-                    tx,
+                # Taken from the rows just written, in their order (the ids' order).
+                tx.execute(
                     "INSERT INTO subject_directory (id, home_region, state, moving_to,"
-                    " moved_from, reserved_by, created_at, updated_at) VALUES",
-                    "(?, ?, 'registering', NULL, NULL, 'migration', ?, ?)",
-                    [(subject_id, region, now, now) for subject_id in rows.subject_ids],
+                    " moved_from, reserved_by, created_at, updated_at)"
+                    " SELECT subject_id, region, 'registering', NULL, NULL, 'migration', ?, ?"
+                    " FROM migrate_rows WHERE source_id = ? AND batch_id = ? ORDER BY seq",
+                    (now, now, sid, batch.batch_id),
                 )
-            if release:
-                tx.executemany(
-                    "DELETE FROM migrate_quarantine WHERE source_id = ? AND legacy_key = ?",
-                    [(sid, key) for _, rows in batches for key in rows.keys],
-                )
+                if release:
+                    tx.execute(
+                        "DELETE FROM migrate_quarantine WHERE source_id = ? AND legacy_key IN"
+                        " (SELECT legacy_key FROM migrate_rows WHERE source_id = ?"
+                        " AND batch_id = ?)",
+                        (sid, sid, batch.batch_id),
+                    )
+
+    def _insert_rows(self, tx: Tx, batch: Batch, rows: BatchColumns, seq: int) -> None:
+        """A batch's rows of `migrate_rows`, numbered from `seq`.
+
+        On SQLite the batch is bound as three values, not seven per row: the legacy keys
+        as one JSON array (`json_each` numbers them), the subject ids (32 hex digits
+        each) and the digests (32 bytes each) as one blob each, cut by `substr` (which
+        is O(1) on a blob). Per row nothing is bound or built in Python, so the intent
+        of a page costs the writer's thread little besides SQLite's own work.
+        """
+        sid, bid, region = self.source_id, batch.batch_id, batch.region
+        ids, digests = rows.subject_ids, rows.digests
+        if (
+            self.db.dialect == "sqlite"
+            and all(len(s) == 32 for s in ids)
+            and all(len(d) == 32 for d in digests)
+        ):
+            if not len(rows.keys) == len(ids) == len(digests):
+                raise ValueError("keys, subject ids and digests differ in number")
+            tx.execute(
+                "INSERT INTO migrate_rows (source_id, legacy_key, batch_id, seq, subject_id,"
+                " region, digest) SELECT ?, j.value, ?, ? + j.key,"
+                " CAST(substr(?, 32 * j.key + 1, 32) AS TEXT), ?, substr(?, 32 * j.key + 1, 32)"
+                " FROM json_each(?) AS j",
+                (sid, bid, seq, "".join(ids).encode("ascii"), region, b"".join(digests),
+                 orjson.dumps(list(rows.keys)).decode()),
+            )  # fmt: skip
+            return
+        insert_values(
+            tx,
+            "INSERT INTO migrate_rows (source_id, legacy_key, batch_id, seq, subject_id,"
+            " region, digest) VALUES",
+            "(?, ?, ?, ?, ?, ?, ?)",
+            [(sid, key, bid, seq + i, subject_id, region, digest)
+             for i, (key, subject_id, digest)
+             in enumerate(zip(rows.keys, ids, digests, strict=True))],
+        )  # fmt: skip
 
     def has_quarantine(self) -> bool:
         """Whether any row of this source is quarantined (a run reads each live row
@@ -173,16 +206,20 @@ class ProgressStore:
             [(self.source_id, q.key, q.reason, now) for q in quarantined],
         )
 
-    def mark_moved(self, page: int, log_sizes: dict[str, int]) -> None:
-        """The vault copies are verified: activate the subjects, note each log's size."""
+    def mark_moved(self, page: int, log_sizes: dict[str, int], batch_ids: Sequence[str]) -> None:
+        """The page's vault copies (its batches `batch_ids`) are verified: activate the
+        subjects, note each log's size."""
         sid = self.source_id
         with self.db.transaction() as tx:
+            # The subjects are found through the page's own batches (the batch index of
+            # `migrate_rows`): a join from the page number let SQLite walk every row of
+            # the source moved so far, on every page.
+            marks = ", ".join("?" for _ in batch_ids)
             tx.execute(
                 "UPDATE subject_directory SET state = 'active', updated_at = ?"
-                " WHERE state = 'registering' AND id IN (SELECT r.subject_id FROM migrate_rows r"
-                " JOIN migrate_batches b ON b.source_id = r.source_id AND b.batch_id = r.batch_id"
-                " WHERE b.source_id = ? AND b.page = ?)",
-                (_now(), sid, page),
+                " WHERE state = 'registering' AND id IN (SELECT subject_id FROM migrate_rows"
+                f" WHERE source_id = ? AND batch_id IN ({marks}))",
+                (_now(), sid, *batch_ids),
             )
             tx.executemany(
                 "UPDATE migrate_batches SET state = 'moved', log_size = ?"

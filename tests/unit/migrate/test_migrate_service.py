@@ -242,20 +242,16 @@ def test_a_copy_the_vault_does_not_hold_as_written_stops_the_run(
     keeps one value altered stops the run before any source row is deleted."""
     from domicile.vault.store import Vault
 
-    insert_rows = Vault.insert_rows
+    insert_packed = Vault.insert_packed
 
-    def altering(
-        self: Vault, ids: list[str], rows: list[tuple[str, str, bytes]], version: str
-    ) -> dict[str, str]:
-        written = insert_rows(self, ids, rows, version)
-        sid = ids[-1]
-        altered = written[sid].replace('":"01', '":"00', 1)
+    def altering(self: Vault, ids: list[str], stored: list[str], version: str) -> None:
+        insert_packed(self, ids, stored, version)
+        altered = stored[-1].replace('":"01', '":"00', 1)
         with self.db.transaction() as tx:
-            tx.execute("UPDATE subjects SET sealed = ? WHERE id = ?", (altered, sid))
-        return written
+            tx.execute("UPDATE subjects SET sealed = ? WHERE id = ?", (altered, ids[-1]))
 
     before = legacy.count_live()
-    monkeypatch.setattr(Vault, "insert_rows", altering)
+    monkeypatch.setattr(Vault, "insert_packed", altering)
     with pytest.raises(IntegrityError, match="differs"):
         run_migration(settings, legacy, batch_size=97)
     assert legacy.count_live() == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 
 from domicile.catalog.catalog import load_catalog
@@ -18,6 +19,7 @@ from domicile.migrate.mapping import parse_mapping
 from domicile.migrate.prepare import Preparer, PrepareSpec, new_subject_ids
 from domicile.migrate.source import LegacySource
 from domicile.residency.topology import iso_country_codes, load_topology
+from domicile.vault.store import pack_sealed
 
 CATALOG = load_catalog()
 TOPOLOGY = load_topology()
@@ -82,11 +84,14 @@ def test_sealed_values_open_like_the_gateways_and_digests_match_the_reference() 
     }
     for batch in page.batches:
         keys = dict(zip(batch.subject_ids, batch.data_keys, strict=True))
-        assert batch.sealed == sorted(batch.sealed, key=lambda r: (r[0], r[1]))
         opened: dict[str, dict[str, object]] = {}
-        for subject_id, name, blob in batch.sealed:
-            plain = open_sealed(keys[subject_id], blob, field_aad(subject_id, batch.region, name))
-            opened.setdefault(subject_id, {})[name] = CATALOG.decode(name, plain)
+        for subject_id, text in zip(batch.subject_ids, batch.stored, strict=True):
+            sealed = {name: bytes.fromhex(value) for name, value in orjson.loads(text).items()}
+            assert text == pack_sealed(sealed)  # what the vault itself would store
+            for name, blob in sealed.items():
+                aad = field_aad(subject_id, batch.region, name)
+                plain = open_sealed(keys[subject_id], blob, aad)
+                opened.setdefault(subject_id, {})[name] = CATALOG.decode(name, plain)
         for key, subject_id, digest in zip(
             batch.keys, batch.subject_ids, batch.digests, strict=True
         ):
