@@ -1,22 +1,23 @@
 """Relocating N legacy rows end to end vs a raw copy of the same rows, in the same run.
 
     python bench/migrate.py [--rows 1000000] [--small 200000] [--batch-size 10000]
-                            [--repeat 3] [--inline] [--json]
+                            [--repeat 3] [--inline] [--preparers N] [--json]
 
 For each size (`--small`, then `--rows`; `--small 0` skips the first) a demo legacy
 store (`domicile migrate demo-source`, SQLite) is relocated into the embedded default
 (SQLite regions) by `run_migration` in a fresh interpreter, so its peak memory is its
-own: the writer's VmHWM and, sampled while it runs, the preparing process's. Then the
-same rows are copied raw from a pristine copy of the legacy file into the same
-destination database (the `eu-ie` vault file), `--repeat` times each (medians):
+own: the writer's VmHWM and, sampled while it runs, the preparing processes' (summed),
+and each side's CPU time per row (start-up included). Then the same rows are copied raw
+from a pristine copy of the legacy file into the same destination database (the `eu-ie`
+vault file), `--repeat` times each (medians):
 
 - `INSERT … SELECT` from the attached legacy file: SQLite copying pages in C, no Python
   per row — the upper bound of any copy between these two files;
 - read a page, `executemany` it into the destination, commit, per `--batch-size` rows:
   what a Python program moving rows unchanged costs.
 
-The relocation does much more per row than either (validate, seal 7 values, 8 vault
-rows, a wrapped key, directory and progress rows, a read-back, a source delete), so
+The relocation does much more per row than either (validate, seal 7 values, a vault
+row, a wrapped key, directory and progress rows, a read-back, a source delete), so
 both ratios are printed and named. The machine is shared: read the ratios, and the
 load average printed with them. Nothing is asserted.
 """
@@ -37,7 +38,7 @@ from typing import Any
 from benchlib import log, machine_info, median, ratio
 
 CHILD = """
-import json, os, sys, threading, time
+import json, os, resource, sys, threading, time
 from pathlib import Path
 from domicile.catalog.catalog import load_catalog
 from domicile.migrate.mapping import load_mapping
@@ -52,9 +53,8 @@ def hwm(pid):
     except (OSError, StopIteration):
         return 0
 
-children_peak = 0
+children_peaks = {}
 def watch(stop):
-    global children_peak
     me = os.getpid()
     while not stop.wait(0.1):
         for task in os.listdir(f"/proc/{me}/task"):
@@ -63,10 +63,10 @@ def watch(stop):
             except OSError:
                 continue
             for kid in kids:
-                children_peak = max(children_peak, hwm(kid))
+                children_peaks[kid] = max(children_peaks.get(kid, 0), hwm(kid))
 
 def main():
-    data_dir, url, mapping, batch, inline = sys.argv[1:6]
+    data_dir, url, mapping, batch, inline, preparers = sys.argv[1:7]
     settings = Settings(data_dir=Path(data_dir))
     source = LegacySource(url, load_mapping(Path(mapping), load_catalog()))
     stop = threading.Event()
@@ -74,13 +74,19 @@ def main():
     watcher.start()
     started = time.perf_counter()
     report, _ = run_migration(settings, source, batch_size=int(batch),
-                              preparing_process=inline != "inline")
+                              preparing_process=inline != "inline",
+                              preparers=int(preparers) or None)
     seconds = time.perf_counter() - started
     stop.set()
     watcher.join()
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # the preparers, joined by now
     print(json.dumps({"seconds": seconds, "moved": report.moved,
                       "quarantined": report.quarantined, "writer_peak_kib": hwm("self"),
-                      "preparer_peak_kib": children_peak}))
+                      "preparer_peak_kib": sum(children_peaks.values()),
+                      "preparers": len(children_peaks),
+                      "writer_cpu_s": me.ru_utime + me.ru_stime,
+                      "preparer_cpu_s": kids.ru_utime + kids.ru_stime}))
 
 if __name__ == "__main__":
     main()
@@ -137,7 +143,9 @@ def raw_executemany(source: Path, dest: Path, table: str, batch: int) -> float:
     return seconds
 
 
-def measure(rows: int, root: Path, batch: int, repeat: int, inline: bool) -> dict[str, Any]:
+def measure(
+    rows: int, root: Path, batch: int, repeat: int, inline: bool, preparers: int
+) -> dict[str, Any]:
     """One size: generate, relocate, then the raw copies; figures as a dict."""
     from domicile.migrate.demo_source import create_demo_source
 
@@ -150,7 +158,7 @@ def measure(rows: int, root: Path, batch: int, repeat: int, inline: bool) -> dic
     load_before = machine_info()["loadavg"]
     child = subprocess.run(
         [sys.executable, "-c", CHILD, str(data_dir), f"sqlite:///{legacy}", str(mapping),
-         str(batch), "inline" if inline else "process"],
+         str(batch), "inline" if inline else "process", str(preparers)],
         check=False, capture_output=True, text=True,
     )  # fmt: skip
     if child.returncode != 0:
@@ -179,6 +187,11 @@ def measure(rows: int, root: Path, batch: int, repeat: int, inline: bool) -> dic
         "peak_rss_mib": round(peak / 1024, 1),
         "writer_peak_rss_mib": round(moved["writer_peak_kib"] / 1024, 1),
         "preparer_peak_rss_mib": round(moved["preparer_peak_kib"] / 1024, 1),
+        "preparers": moved["preparers"],
+        # CPU per moved row (the writer's threads, and the preparing processes): less
+        # sensitive than rows/s to what else the shared machine runs.
+        "writer_cpu_us_per_row": round(moved["writer_cpu_s"] / rows * 1e6, 1),
+        "preparer_cpu_us_per_row": round(moved["preparer_cpu_s"] / rows * 1e6, 1),
         "loadavg_before": load_before,
         "loadavg_after": machine_info()["loadavg"],
     }
@@ -187,7 +200,8 @@ def measure(rows: int, root: Path, batch: int, repeat: int, inline: bool) -> dic
 def _table(results: list[dict[str, Any]]) -> str:
     lines = [
         f"{'rows':>9}  {'migrate/s':>9}  {'INSERT…SELECT/s':>15}  {'ratio':>6}  "
-        f"{'executemany/s':>13}  {'ratio':>6}  {'peak RSS MiB':>12}  (writer + preparer)"
+        f"{'executemany/s':>13}  {'ratio':>6}  {'peak RSS MiB':>12}  (writer + preparers)"
+        f"  CPU µs/row (writer + preparers)"
     ]
     for r in results:
         lines.append(
@@ -195,7 +209,8 @@ def _table(results: list[dict[str, Any]]) -> str:
             f"{r['raw_insert_select_rows_per_s']:>15,}  {r['migrate_vs_insert_select']:>6.3f}  "
             f"{r['raw_executemany_rows_per_s']:>13,}  {r['migrate_vs_executemany']:>6.3f}  "
             f"{r['peak_rss_mib']:>12}  ({r['writer_peak_rss_mib']} + "
-            f"{r['preparer_peak_rss_mib']})"
+            f"{r['preparer_peak_rss_mib']}, {r['preparers']})  "
+            f"{r['writer_cpu_us_per_row']} + {r['preparer_cpu_us_per_row']}"
         )
     return "\n".join(lines)
 
@@ -207,13 +222,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3, help="rounds of each raw copy")
     parser.add_argument("--inline", action="store_true", help="no preparing process")
+    parser.add_argument(
+        "--preparers", type=int, default=0, help="preparing processes (0: run_migration's default)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     sizes = [n for n in (args.small, args.rows) if n > 0]
     results = []
     for rows in sizes:
         with tempfile.TemporaryDirectory(prefix="domicile-bench-migrate-") as tmp:
-            results.append(measure(rows, Path(tmp), args.batch_size, args.repeat, args.inline))
+            results.append(
+                measure(rows, Path(tmp), args.batch_size, args.repeat, args.inline, args.preparers)
+            )
     out = {"machine": machine_info(), "batch_size": args.batch_size, "results": results}
     if args.json:
         print(json.dumps(out, indent=2))

@@ -33,11 +33,16 @@ from domicile.migrate.source import LegacySource
 
 @contextmanager
 def prepared_pages(
-    source: LegacySource, spec: PrepareSpec, size: int, *, process: bool
+    source: LegacySource, spec: PrepareSpec, size: int, *, process: bool, workers: int = 1
 ) -> Iterator[Iterator[PreparedPage]]:
-    """Prepared pages of every live source row, in id order, `size` rows at a time."""
+    """Prepared pages of every live source row, in id order, `size` rows at a time
+    (with `process`, in `workers` preparing processes)."""
     if not process:
         yield (Preparer(spec).prepare(rows) for rows in source.pages(size))
+        return
+    if workers > 1:
+        with _pool_pages(source, spec, size, workers) as pages:
+            yield pages
         return
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
@@ -109,6 +114,130 @@ class _Taker:
     def join(self) -> None:
         """Wait for the thread (after the preparing process is gone)."""
         self._thread.join(timeout=10)
+
+
+@contextmanager
+def _pool_pages(
+    source: LegacySource, spec: PrepareSpec, size: int, workers: int
+) -> Iterator[Iterator[PreparedPage]]:
+    """Pages prepared by `workers` processes, page `i` by process `i % workers`.
+
+    The writer reads the source (keyset pages: one reader, so pages never overlap or
+    leave a gap) in a thread of its own and hands each page's raw rows to its process;
+    the processes get no source url, only rows and the `PrepareSpec`. At most
+    `workers + 1` pages are read and not yet taken, so memory stays flat.
+    """
+    context = multiprocessing.get_context("spawn")
+    inboxes: list[Connection] = []
+    takers: list[_Taker] = []
+    processes = []
+    reader: _Reader | None = None
+    try:
+        for j in range(workers):
+            rows_in, rows_out = context.Pipe(duplex=False)
+            pages_in, pages_out = context.Pipe(duplex=False)
+            worker = context.Process(
+                target=_prepare_rows,
+                args=(rows_in, pages_out, spec),
+                name=f"domicile-migrate-prepare-{j}",
+                daemon=True,
+            )
+            worker.start()
+            processes.append(worker)
+            rows_in.close()
+            pages_out.close()  # only the worker holds the sending end: its exit is our EOF
+            inboxes.append(rows_out)
+            takers.append(_Taker(pages_in))
+        reader = _Reader(source, size, inboxes, workers + 1)
+        yield reader.pages(takers)
+    finally:
+        if reader is not None:
+            reader.stop()
+        for taker in takers:
+            taker.stop()
+        for worker in processes:
+            if worker.is_alive():
+                worker.kill()
+            worker.join()
+        if reader is not None:
+            reader.join()  # a send in progress has failed: the processes are gone
+        for taker in takers:
+            taker.join()
+        for inbox in inboxes:
+            inbox.close()
+
+
+class _Reader:
+    """Reads the source's pages in a thread and sends each to its preparing process,
+    at most `ahead` pages before the writer takes them."""
+
+    def __init__(
+        self, source: LegacySource, size: int, inboxes: list[Connection], ahead: int
+    ) -> None:
+        self._source = source
+        self._size = size
+        self._inboxes = inboxes
+        self._room = threading.Semaphore(ahead)
+        self._stopped = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="migrate-read", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for i, rows in enumerate(self._source.pages(self._size)):
+                while not self._room.acquire(timeout=0.1):
+                    if self._stopped.is_set():
+                        return
+                if self._stopped.is_set():
+                    return
+                self._inboxes[i % len(self._inboxes)].send(("rows", rows))
+        except BaseException as exc:  # handed to the writer at the page where it stopped
+            self._error = exc
+        finally:
+            for inbox in self._inboxes:
+                with suppress(BrokenPipeError, ConnectionResetError, OSError):
+                    inbox.send(("end", None))
+
+    def pages(self, takers: list[_Taker]) -> Iterator[PreparedPage]:
+        """The pages in order, each from its process; raises what reading raised."""
+        i = 0
+        while True:
+            try:
+                yield next(takers[i % len(takers)].pages())
+            except StopIteration:
+                if self._error is not None:
+                    raise self._error from None
+                return
+            self._room.release()
+            i += 1
+
+    def stop(self) -> None:
+        """Read no more pages."""
+        self._stopped.set()
+
+    def join(self) -> None:
+        """Wait for the thread (after the preparing processes are gone)."""
+        self._thread.join(timeout=10)
+
+
+def _prepare_rows(rows_in: Connection, pages_out: Connection, spec: PrepareSpec) -> None:
+    """A preparing process of a pool: prepare each page of rows it is given, then `end`."""
+    try:
+        preparer = Preparer(spec)
+        while True:
+            kind, rows = rows_in.recv()
+            if kind != "rows":
+                pages_out.send(("end", None))
+                return
+            pages_out.send(("page", preparer.prepare(rows)))
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        return  # the writer is gone: stop quietly
+    except Exception as exc:
+        _send_error(pages_out, exc)
+    finally:
+        rows_in.close()
+        pages_out.close()
 
 
 def _plain_mapping(mapping: MappingSpec) -> dict[str, Any]:

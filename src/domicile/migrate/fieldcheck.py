@@ -5,8 +5,8 @@
 raises what `Catalog.validate` raises. It runs the catalog's own validator of the
 field's type, with the catalog's size rules, except for inputs whose answer is plain
 (stripped printable ASCII strings of a `string` field: NFC and the control-character
-rules can neither change nor refuse them), and IPv4 addresses, email
-addresses and dates already in the form their validator returns. Canonical JSON of a
+rules can neither change nor refuse them), and IPv4 addresses, email addresses, E.164
+phone numbers and dates already in the form their validator returns. Canonical JSON of a
 printable ASCII string without `"` or `\\` is the string in quotes; anything else goes
 through `json.dumps` as in the catalog.
 tests/unit/migrate/test_fieldcheck.py holds the two to the same answers.
@@ -34,6 +34,8 @@ _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _EMAIL = re.compile(rf"({_ATOM}(?:\.{_ATOM})*)@({_LABEL}(?:\.{_LABEL})+)")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# validators.validate_phone's result: `+` and digits (no space or punctuation to drop).
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
 
 def encode_value(value: JsonValue) -> bytes | None:
@@ -114,6 +116,14 @@ def field_check(spec: FieldSpec, max_field_bytes: int | None) -> FieldCheck:
             return checked(raw)
 
         return email
+    if spec.type == "phone":
+
+        def phone(raw: object) -> tuple[JsonValue, bytes]:
+            if type(raw) is str and len(raw) + 2 <= limit and _E164.fullmatch(raw):
+                return raw, b'"' + raw.encode("ascii") + b'"'
+            return checked(raw)
+
+        return phone
     if spec.type == "date":
 
         def date(raw: object) -> tuple[JsonValue, bytes]:

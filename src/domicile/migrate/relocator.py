@@ -112,6 +112,7 @@ class Relocator:
         page_size: int = 10_000,
         max_rows_per_second: float | None = None,
         preparing_process: bool = False,
+        preparers: int = 1,
     ) -> None:
         self.runtime = runtime
         self.gateway = runtime.gateway
@@ -122,6 +123,7 @@ class Relocator:
         self.page_size = page_size
         self.max_rate = max_rows_per_second
         self.preparing_process = preparing_process
+        self.preparers = preparers
         self._release = True
         self._finishing: futures.Future[None] | None = None
 
@@ -159,7 +161,9 @@ class Relocator:
         with (
             _Lanes() as self._lanes,
             futures.ThreadPoolExecutor(1, thread_name_prefix="migrate-finish") as self._finisher,
-            prepared_pages(self.source, spec, size, process=self.preparing_process) as pages,
+            prepared_pages(
+                self.source, spec, size, process=self.preparing_process, workers=self.preparers
+            ) as pages,
         ):
             copying: _Copying | None = None
             for page in pages:

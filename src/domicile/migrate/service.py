@@ -34,14 +34,20 @@ def run_migration(
     operator: str = "domicile-migrate",
     on_rows: Callable[[int, float], None] | None = None,
     preparing_process: bool | None = None,
+    preparers: int | None = None,
 ) -> tuple[RunReport, Path]:
     """Recover, move every live row, then sign and write the source's certificate.
 
-    Pages are prepared in a process of their own when `preparing_process` is true
-    (None: when this machine has more than one CPU).
+    Pages are prepared in processes of their own when `preparing_process` is true
+    (None: when this machine has more than one CPU), `preparers` of them (None: two
+    when it has more than one CPU: preparing costs about as much CPU as writing, and
+    one preparing process leaves the writer waiting for pages).
     """
+    cpus = os.cpu_count() or 1
     if preparing_process is None:
-        preparing_process = (os.cpu_count() or 1) > 1
+        preparing_process = cpus > 1
+    if preparers is None:
+        preparers = 2 if cpus > 1 else 1
     secret = load_or_create_secret(migrate_dir(settings.data_dir) / f"{source.source_id}.secret")
     signer = certificate_signer(settings.data_dir, settings.log_origin)
     runtime = open_runtime(settings)
@@ -50,7 +56,8 @@ def run_migration(
         progress.register(source.label)
         relocator = Relocator(runtime, source, progress, secret, operator=Operator(operator),
                               page_size=batch_size, max_rows_per_second=max_rate,
-                              preparing_process=preparing_process)  # fmt: skip
+                              preparing_process=preparing_process,
+                              preparers=preparers)  # fmt: skip
         started, done = time.monotonic(), 0
 
         def advance(rows: int) -> None:

@@ -95,14 +95,13 @@ class LegacySource:
         """Up to `size` live rows with id greater than `after` (all when None)."""
         where = "1 = 1" if after is None else f"{self._id} > ?"
         params: tuple[Any, ...] = () if after is None else (after,)
-        return [
-            tuple(row)
-            for row in self.db.query(
-                f"SELECT {self._select} FROM {self._table} WHERE {where}{self._live}"
-                f" ORDER BY {self._id} LIMIT {int(size)}",
-                params,
-            )
-        ]
+        rows = self.db.query(
+            f"SELECT {self._select} FROM {self._table} WHERE {where}{self._live}"
+            f" ORDER BY {self._id} LIMIT {int(size)}",
+            params,
+        )
+        # Both drivers give plain tuples (no row factory is set): no copy per row.
+        return rows if all(type(row) is tuple for row in rows) else [tuple(r) for r in rows]
 
     def remove(self, keys: Sequence[str]) -> int:
         """Delete or tombstone the rows of `keys` in one transaction; idempotent."""

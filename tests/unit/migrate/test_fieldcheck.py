@@ -53,6 +53,8 @@ EDGES: list[object] = [
     "x" * 60 + "@" + ".".join(["b" * 60] * 4), "a b@x.org", "a@b@x.org",
     "2024-02-29", "2023-02-29", "0000-01-01", "9999-12-31", "2024-13-01", "２０２４-01-01",
     " 2024-01-01", "2024-1-01",
+    "+10981836553", "+0123456789", "+123456", "+1234567", "+123456789012345",
+    "+1234567890123456", " +12345678", "+12345678 ", "+1234567８", "+1-234-567-890",
     0, 1, -1, 2**63 - 1, 2**63, True, False, 1.5, float("nan"), None,
     ["x"], {"lat": 1, "lon": 2}, b"bytes", datetime.date(1990, 1, 2),
 ]  # fmt: skip
@@ -69,7 +71,15 @@ def test_every_field_agrees_with_the_catalog_on_edge_values(name: str) -> None:
 @settings(max_examples=600, deadline=None)
 @given(
     name=st.sampled_from(
-        ["full_name", "display_name", "email", "ip_address", "follower_count", "birth_date"]
+        [
+            "full_name",
+            "display_name",
+            "email",
+            "ip_address",
+            "follower_count",
+            "birth_date",
+            "phone",
+        ]
     ),
     raw=st.one_of(
         st.text(),
@@ -77,6 +87,7 @@ def test_every_field_agrees_with_the_catalog_on_edge_values(name: str) -> None:
         st.from_regex(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}", fullmatch=True),
         st.from_regex(r"[A-Za-z0-9.+_-]{1,70}@[A-Za-z0-9.-]{1,80}", fullmatch=True),
         st.from_regex(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", fullmatch=True),
+        st.from_regex(r"\+[0-9]{5,17}", fullmatch=True),
         st.integers(),
         st.booleans(),
     ),

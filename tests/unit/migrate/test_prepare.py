@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from domicile.catalog.catalog import load_catalog
-from domicile.errors import ConfigError, InvalidInput
+from domicile.errors import ConfigError, InvalidInput, StorageError
 from domicile.gateway.pipeline import is_subject_id
 from domicile.keys.envelope import field_aad, open_sealed
 from domicile.migrate.classify import Classifier, Placement
@@ -133,6 +133,51 @@ def test_a_preparing_process_gives_what_this_process_gives(tmp_path: Path) -> No
         assert [(x.region, x.keys, x.sample) for x in a.batches] == [
             (x.region, x.keys, x.sample) for x in b.batches
         ]
+
+
+def test_a_pool_of_preparing_processes_gives_the_pages_in_order(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'legacy.db'}"
+    mapping = parse_mapping(create_demo_source(url, 1900, "singapore", seed=9), CATALOG)
+    source = LegacySource(url, mapping)
+    try:
+        with prepared_pages(source, SPEC, 300, process=False) as pages:
+            here = list(pages)
+        with prepared_pages(source, SPEC, 300, process=True, workers=3) as pages:
+            there = list(pages)
+        with prepared_pages(source, SPEC, 300, process=True, workers=2) as pages:
+            first = next(pages)  # the writer stops early: nothing is left behind
+    finally:
+        source.close()
+    assert [p.rows for p in there] == [300] * 6 + [100]
+    assert [p.last_id for p in there] == [p.last_id for p in here]
+    assert [p.quarantined for p in there] == [p.quarantined for p in here]
+    for a, b in zip(here, there, strict=True):
+        assert [(x.region, x.keys, x.sample) for x in a.batches] == [
+            (x.region, x.keys, x.sample) for x in b.batches
+        ]
+    assert first.last_id == here[0].last_id
+
+
+def test_a_pool_reports_a_failure_to_read_and_to_prepare(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'legacy.db'}"
+    mapping = parse_mapping(create_demo_source(url, 700, "singapore", seed=9), CATALOG)
+    source = LegacySource(url, mapping)
+    try:
+        broken = PrepareSpec("source-1", SECRET, SPEC.fields, _routes(), {}, 65_536)
+        with (
+            pytest.raises(StorageError, match="preparing process failed: KeyError"),
+            prepared_pages(source, broken, 300, process=True, workers=2) as pages,
+        ):
+            list(pages)
+        source.db.close()
+        (tmp_path / "legacy.db").unlink()  # gone: the reader's query fails
+        with (
+            pytest.raises(StorageError),
+            prepared_pages(source, SPEC, 300, process=True, workers=2) as pages,
+        ):
+            list(pages)
+    finally:
+        source.close()
 
 
 def test_a_preparing_process_reports_its_failure(tmp_path: Path) -> None:
