@@ -63,6 +63,11 @@ def watch(stop):
             except OSError:
                 continue
             for kid in kids:
+                try:  # multiprocessing's resource tracker is no preparer
+                    if b"resource_tracker" in Path(f"/proc/{kid}/cmdline").read_bytes():
+                        continue
+                except OSError:
+                    continue
                 children_peaks[kid] = max(children_peaks.get(kid, 0), hwm(kid))
 
 def main():
