@@ -156,7 +156,13 @@ def _progress_bar(total: int, enabled: bool) -> Any:
 @click.option(
     "--inline",
     is_flag=True,
-    help="prepare pages in this process (default: a preparing process, given 2+ CPUs)",
+    help="prepare pages in this process (default: preparing processes, given 2+ CPUs)",
+)
+@click.option(
+    "--preparers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="preparing processes (default: 2 given 2+ CPUs; 1 holds less memory)",
 )
 @click.option(
     "--operator",
@@ -172,6 +178,7 @@ def run(
     batch_size: int,
     max_rows_per_second: float | None,
     inline: bool,
+    preparers: int | None,
     operator: str,
     no_progress: bool,
 ) -> None:
@@ -191,6 +198,7 @@ def run(
                 operator=operator,
                 on_rows=lambda n, rate: bar.update(task, advance=n, rate=f"{rate:,.0f}"),
                 preparing_process=False if inline else None,
+                preparers=preparers,
             )
     for region, count in sorted(report.per_region.items()):
         click.echo(f"moved {count} rows to {region}")
