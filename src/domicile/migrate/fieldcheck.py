@@ -36,6 +36,8 @@ _EMAIL = re.compile(rf"({_ATOM}(?:\.{_ATOM})*)@({_LABEL}(?:\.{_LABEL})+)")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # validators.validate_phone's result: `+` and digits (no space or punctuation to drop).
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+# Types whose normal form is exactly the text a pattern matches whole.
+_WHOLE_MATCH = {"ip_address": _IPV4, "phone": _E164}
 
 
 def encode_value(value: JsonValue) -> bytes | None:
@@ -93,14 +95,15 @@ def field_check(spec: FieldSpec, max_field_bytes: int | None) -> FieldCheck:
             return checked(raw)
 
         return integer
-    if spec.type == "ip_address":
+    if spec.type in _WHOLE_MATCH:  # a plain ASCII text in the pattern is its own value
+        pattern = _WHOLE_MATCH[spec.type]
 
-        def ip_address(raw: object) -> tuple[JsonValue, bytes]:
-            if type(raw) is str and len(raw) + 2 <= limit and _IPV4.fullmatch(raw):
+        def matching(raw: object) -> tuple[JsonValue, bytes]:
+            if type(raw) is str and len(raw) + 2 <= limit and pattern.fullmatch(raw):
                 return raw, b'"' + raw.encode("ascii") + b'"'
             return checked(raw)
 
-        return ip_address
+        return matching
     if spec.type == "email":
 
         def email(raw: object) -> tuple[JsonValue, bytes]:
@@ -116,14 +119,6 @@ def field_check(spec: FieldSpec, max_field_bytes: int | None) -> FieldCheck:
             return checked(raw)
 
         return email
-    if spec.type == "phone":
-
-        def phone(raw: object) -> tuple[JsonValue, bytes]:
-            if type(raw) is str and len(raw) + 2 <= limit and _E164.fullmatch(raw):
-                return raw, b'"' + raw.encode("ascii") + b'"'
-            return checked(raw)
-
-        return phone
     if spec.type == "date":
 
         def date(raw: object) -> tuple[JsonValue, bytes]:
