@@ -19,7 +19,7 @@ from __future__ import annotations
 import multiprocessing
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from multiprocessing.connection import Connection
 from types import MappingProxyType
@@ -221,20 +221,33 @@ class _Reader:
         self._thread.join(timeout=10)
 
 
-def _prepare_rows(rows_in: Connection, pages_out: Connection, spec: PrepareSpec) -> None:
-    """A preparing process of a pool: prepare each page of rows it is given, then `end`."""
+def _send_pages(pages_out: Connection, pages: Iterable[list[Any]], spec: PrepareSpec) -> None:
+    """Prepare and send each page of rows, then `end`; an error is sent, not raised, and
+    a writer that is gone stops the process quietly."""
     try:
         preparer = Preparer(spec)
-        while True:
-            kind, rows = rows_in.recv()
-            if kind != "rows":
-                pages_out.send(("end", None))
-                return
+        for rows in pages:
             pages_out.send(("page", preparer.prepare(rows)))
+        pages_out.send(("end", None))
     except (EOFError, BrokenPipeError, ConnectionResetError):
         return  # the writer is gone: stop quietly
     except Exception as exc:
         _send_error(pages_out, exc)
+
+
+def _received(rows_in: Connection) -> Iterator[list[Any]]:
+    """The pages of rows the writer hands a pool's process, until it says there are none."""
+    while True:
+        kind, rows = rows_in.recv()
+        if kind != "rows":
+            return
+        yield rows
+
+
+def _prepare_rows(rows_in: Connection, pages_out: Connection, spec: PrepareSpec) -> None:
+    """A preparing process of a pool: prepare each page of rows it is given, then `end`."""
+    try:
+        _send_pages(pages_out, _received(rows_in), spec)
     finally:
         rows_in.close()
         pages_out.close()
@@ -256,14 +269,7 @@ def _produce(
         _send_error(sender, exc)
         return
     try:
-        preparer = Preparer(spec)
-        for rows in source.pages(size):
-            sender.send(("page", preparer.prepare(rows)))
-        sender.send(("end", None))
-    except (BrokenPipeError, ConnectionResetError):
-        return  # the writer is gone: stop quietly
-    except Exception as exc:
-        _send_error(sender, exc)
+        _send_pages(sender, source.pages(size), spec)
     finally:
         source.close()
         sender.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -115,15 +116,22 @@ def test_subject_ids_are_uuid7_shaped_sorted_and_distinct() -> None:
     assert max(ids) < min(later)
 
 
-def test_a_preparing_process_gives_what_this_process_gives(tmp_path: Path) -> None:
+def _demo(tmp_path: Path, rows: int) -> LegacySource:
     url = f"sqlite:///{tmp_path / 'legacy.db'}"
-    mapping = parse_mapping(create_demo_source(url, 700, "singapore", seed=9), CATALOG)
-    source = LegacySource(url, mapping)
+    mapping = parse_mapping(create_demo_source(url, rows, "singapore", seed=9), CATALOG)
+    return LegacySource(url, mapping)
+
+
+def _all_pages(source: LegacySource, **options: Any) -> list[Any]:
+    with prepared_pages(source, SPEC, 300, **options) as pages:
+        return list(pages)
+
+
+def test_a_preparing_process_gives_what_this_process_gives(tmp_path: Path) -> None:
+    source = _demo(tmp_path, 700)
     try:
-        with prepared_pages(source, SPEC, 300, process=False) as pages:
-            here = list(pages)
-        with prepared_pages(source, SPEC, 300, process=True) as pages:
-            there = list(pages)
+        here = _all_pages(source, process=False)
+        there = _all_pages(source, process=True)
     finally:
         source.close()
     assert [p.rows for p in there] == [300, 300, 100]
@@ -136,14 +144,10 @@ def test_a_preparing_process_gives_what_this_process_gives(tmp_path: Path) -> No
 
 
 def test_a_pool_of_preparing_processes_gives_the_pages_in_order(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'legacy.db'}"
-    mapping = parse_mapping(create_demo_source(url, 1900, "singapore", seed=9), CATALOG)
-    source = LegacySource(url, mapping)
+    source = _demo(tmp_path, 1900)
     try:
-        with prepared_pages(source, SPEC, 300, process=False) as pages:
-            here = list(pages)
-        with prepared_pages(source, SPEC, 300, process=True, workers=3) as pages:
-            there = list(pages)
+        here = _all_pages(source, process=False)
+        there = _all_pages(source, process=True, workers=3)
         with prepared_pages(source, SPEC, 300, process=True, workers=2) as pages:
             first = next(pages)  # the writer stops early: nothing is left behind
     finally:
