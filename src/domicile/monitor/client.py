@@ -106,6 +106,11 @@ class LogClient:
         return list(body)
 
 
+class MalformedBundle(LedgerError):
+    """A bundle was served but does not decode as the width asked for: what the gateway
+    answered is wrong, which is evidence, not a reason to try later."""
+
+
 def split_bundle(data: bytes, width: int) -> list[bytes]:
     """The entries of a C2SP entry bundle (each a big-endian u16 length and its bytes).
 
@@ -118,16 +123,16 @@ def split_bundle(data: bytes, width: int) -> list[bytes]:
     offset = 0
     while offset < end:
         if offset + 2 > end:
-            raise LedgerError("entry bundle ends inside a length prefix")
+            raise MalformedBundle("entry bundle ends inside a length prefix")
         start = offset + 2
         offset = start + (data[offset] << 8 | data[offset + 1])
         if offset > end:
-            raise LedgerError("entry bundle ends inside an entry")
+            raise MalformedBundle("entry bundle ends inside an entry")
         append(data[start:offset])
     if not entries:
-        raise LedgerError("entry bundle is empty")
+        raise MalformedBundle("entry bundle is empty")
     if len(entries) != width:
-        raise LedgerError(f"entry bundle holds {len(entries)} entries, expected {width}")
+        raise MalformedBundle(f"entry bundle holds {len(entries)} entries, expected {width}")
     return entries
 
 

@@ -24,7 +24,7 @@ from domicile.ledger.merkle import CompactRange, node_hash, verify_consistency
 from domicile.ledger.note import Ed25519Verifier
 from domicile.ledger.tiles import TILE_WIDTH
 from domicile.monitor.alerts import Alert
-from domicile.monitor.client import LogClient
+from domicile.monitor.client import LogClient, MalformedBundle
 from domicile.monitor.state import MonitorState, SeenCheckpoint, Verified
 
 CHUNK = 16 * TILE_WIDTH
@@ -188,6 +188,8 @@ class EntryStream:
                     raise FetchProblem(
                         f"entry bundle {bundle} (width {width}) is missing"
                     ) from None
+                except MalformedBundle as exc:  # served, and wrong: evidence
+                    raise FetchProblem(f"entry bundle {bundle} does not decode: {exc}") from None
                 except LedgerError as exc:  # unreachable, timed out, 5xx: no evidence
                     raise Unavailable(f"entry bundle {bundle} cannot be read now: {exc}") from None
                 yield bundle, raw

@@ -323,7 +323,9 @@ class _QuietServer(ThreadingHTTPServer):
         return  # requests left in flight have their connections closed: not news
 
 
-def _serve_log(entries: list[bytes], missing: int | None = None, drop: int = 0) -> Any:
+def _serve_log(
+    entries: list[bytes], missing: int | None = None, drop: int = 0, cut: int | None = None
+) -> Any:
     bundles = range((len(entries) + TILE_WIDTH - 1) // TILE_WIDTH)
     widths = [min(TILE_WIDTH, len(entries) - b * TILE_WIDTH) for b in bundles]
     handler = type("Handler", (_Log,), {
@@ -332,6 +334,9 @@ def _serve_log(entries: list[bytes], missing: int | None = None, drop: int = 0) 
         "missing": bundle_path(missing, TILE_WIDTH) if missing is not None else "",
         "drop": drop,
     })  # fmt: skip
+    if cut is not None:  # bundle `cut` is served with its last byte missing
+        path = bundle_path(cut, TILE_WIDTH)
+        handler.bodies = {**handler.bodies, path: handler.bodies[path][:-1]}
     server = _QuietServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
@@ -383,3 +388,24 @@ def test_a_missing_bundle_in_flight_is_named_and_a_dead_gateway_is_unavailable()
     problem = follower.fetch(CompactRange(), len(entries))
     assert isinstance(problem, str)
     assert "cannot be read now" in problem
+
+
+def test_a_malformed_bundle_is_evidence_not_an_unavailable_gateway() -> None:
+    """A bundle that is served but does not decode says the gateway answered wrongly:
+    the follower names it (FetchProblem, a rewritten log), it does not wait for later."""
+    entries = [b"entry %d" % i for i in range(4 * TILE_WIDTH)]
+    server = _serve_log(entries, cut=2)
+    client = LogClient(f"http://127.0.0.1:{server.server_address[1]}")
+    follower = Follower(None, client, Ed25519Signer("example.org/log/eu-ie", bytes(32)).verifier())  # type: ignore[arg-type]
+    try:
+        chunks = iter(follower.stream(CompactRange(), len(entries), chunk=TILE_WIDTH))
+        assert [len(c) for _, c in itertools.islice(chunks, 2)] == [TILE_WIDTH, TILE_WIDTH]
+        with pytest.raises(FetchProblem, match="entry bundle 2 does not decode: .*inside an entry"):
+            next(chunks)
+        problem = follower.fetch(CompactRange(), len(entries))
+        assert isinstance(problem, str)
+        assert "does not decode" in problem and "cannot be read now" not in problem
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
