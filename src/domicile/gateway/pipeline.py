@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -527,35 +528,35 @@ class Gateway:
         context: ReadContext,
     ) -> list[AccessRequest]:
         grants_by_region: dict[str, list[Grant]] = {}
-        transfers: dict[str, Transfer | None] = {}
+        templates: dict[str, AccessRequest] = {}  # per region; each record copies it
         requests: list[AccessRequest] = []
+        now = datetime.now(UTC)
         for sid in dict.fromkeys(subject_ids):
             entry = entries.get(sid)
             if entry is None or entry.state != "active":
                 continue
             region = entry.home_region
-            if region not in grants_by_region:
+            template = templates.get(region)
+            if template is None:
                 grants_by_region[region] = (
                     self.grants.relevant(principal.id, region, None, purpose, any_subject=True)
                     if self.grants is not None
                     else []
                 )
-                transfers[region] = self._transfer(principal, region, names, purpose, context)
-            grant = grant_state([g for g in grants_by_region[region] if g.covers(sid)])
-            requests.append(
-                AccessRequest(
+                template = templates[region] = AccessRequest(
                     principal,
                     Action.READ,
                     region,
-                    sid,
+                    None,
                     names,
                     purpose,
                     source_country=context.source_country,
                     break_glass=context.break_glass,
-                    grant=grant,
-                    transfer=transfers[region],
+                    transfer=self._transfer(principal, region, names, purpose, context),
                 )
-            )
+            grants = grants_by_region[region]
+            grant = grant_state([g for g in grants if g.covers(sid)], now) if grants else NO_GRANT
+            requests.append(template.for_subject(sid, grant))
         return requests
 
     def _batch_decisions(self, requests: Sequence[AccessRequest]) -> list[Decision]:
@@ -608,7 +609,9 @@ class Gateway:
                 views[sid] = SubjectErased(f"subject `{sid}` was erased")
                 continue
             rec = recorded[sid]
-            allowed = {k: v for k, v in found.fields.items() if k in rec.decision.allowed_fields}
+            allowed = found.fields  # fetched for the union of the batch's allowed fields
+            if not allowed.keys() <= rec.decision.allowed_fields:
+                allowed = {k: v for k, v in allowed.items() if k in rec.decision.allowed_fields}
             values = self.open_values(found.region, sid, key, allowed) if key else {}
             shown = self.transformer.transform(rec.request, values)
             views[sid] = SubjectView(sid, found.region, found.version, shown,

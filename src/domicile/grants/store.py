@@ -71,6 +71,8 @@ _COLUMNS = (
 def grant_state(grants: Sequence[Grant], now: datetime | None = None) -> GrantState:
     """What the policy sees of the grants that reach a request: an active one if any,
     else the newest revoked or expired one (so the decision log says why), else none."""
+    if not grants:
+        return NO_GRANT
     moment = now or _now()
     active = [g for g in grants if g.is_active(moment)]
     chosen = active[0] if active else (grants[0] if grants else None)

@@ -167,6 +167,7 @@ class LocalCustodian:
         kek = self._kek_cipher
         records: list[tuple[str, str, int, str, str]] = []
         now = datetime.now(UTC).isoformat(timespec="microseconds")
+        refs = self._refs
         for subject_id, authorization in requests:
             row = rows.get(subject_id)
             if row is None or row[2]:
@@ -178,9 +179,12 @@ class LocalCustodian:
                 raise IntegrityError(
                     f"wrapped data key of subject `{subject_id}` does not verify in `{self.region}`"
                 ) from exc
-            # The salt came with the key: no query per subject for its reference.
+            # The salt came with the key: no query per subject for its reference, and
+            # none computed when the decision's record just put it in the cache (a
+            # destroyed key's ref leaves the cache with it; ids are never reused).
+            ref = refs.get(subject_id) or self._ref(bytes(row[3]), subject_id)
             records.append(
-                (self._ref(bytes(row[3]), subject_id), authorization.decision_id,
+                (ref, authorization.decision_id,
                  authorization.ledger_index or 0, authorization.action, now)
             )  # fmt: skip
         return out, records

@@ -232,6 +232,33 @@ def test_grant_for_another_subject_does_not_reach_this_one(world: World) -> None
     world.api.post(f"/v1/grants/{grant['id']}:revoke", headers=world.h("analyst-ie"))
 
 
+def test_batch_read_applies_each_subjects_own_grant(world: World) -> None:
+    """In one batch, a grant scoped to one subject allows that subject only; the other
+    is denied on its own, and each gets its own decision in the ledger."""
+    other = world.api.post(
+        "/v1/subjects", json={"country": "IE", "fields": PERSON}, headers=world.h("svc-eu")
+    ).json()["id"]
+    grant = world.grant(
+        "analyst-ie",
+        categories=["allowable"],
+        purpose="support",
+        subjects=[other],
+        approvers=("approver-ie",),
+    )
+    before = world.runtime.logs["eu-ie"].size
+    body = {"ids": [world.ie, other], "fields": ["display_name"], "purpose": "support"}
+    items = world.api.post(
+        "/v1/subjects:batchGet", json=body, headers=world.h("analyst-ie")
+    ).json()["items"]
+    assert items[0]["subject"] is None
+    assert items[0]["error"]["status"] == 403
+    assert items[1]["subject"]["fields"] == {"display_name": "Sofia"}
+    decisions = [e for e in world.ledger("eu-ie")[before:] if e["kind"] == "decision"]
+    by_result = sorted((d["result"], d["input"]["context"]["grant"]) for d in decisions)
+    assert by_result == [("allow", grant["id"]), ("deny", None)]
+    world.api.post(f"/v1/grants/{grant['id']}:revoke", headers=world.h("analyst-ie"))
+
+
 def test_self_approval_double_approval_and_unqualified_approvers_fail(world: World) -> None:
     grant = world.grant("approver-ie", categories=["restricted"])
     own = world.api.post(f"/v1/grants/{grant['id']}:approve", headers=world.h("approver-ie"))
