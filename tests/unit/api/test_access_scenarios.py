@@ -216,7 +216,8 @@ def test_expired_grant_allows_nothing(world: World) -> None:
     assert world.read("analyst-ie", world.ie, "display_name", "legal").status_code == 403
 
 
-def test_grant_for_another_subject_does_not_reach_this_one(world: World) -> None:
+def _another_subject_with_a_grant(world: World) -> tuple[str, dict]:
+    """A new Irish subject, and analyst-ie's approved support grant scoped to it alone."""
     other = world.api.post(
         "/v1/subjects", json={"country": "IE", "fields": PERSON}, headers=world.h("svc-eu")
     ).json()["id"]
@@ -227,6 +228,11 @@ def test_grant_for_another_subject_does_not_reach_this_one(world: World) -> None
         subjects=[other],
         approvers=("approver-ie",),
     )
+    return other, grant
+
+
+def test_grant_for_another_subject_does_not_reach_this_one(world: World) -> None:
+    other, grant = _another_subject_with_a_grant(world)
     assert world.read("analyst-ie", other, "display_name", "support").status_code == 200
     assert world.read("analyst-ie", world.ie, "display_name", "support").status_code == 403
     world.api.post(f"/v1/grants/{grant['id']}:revoke", headers=world.h("analyst-ie"))
@@ -235,16 +241,7 @@ def test_grant_for_another_subject_does_not_reach_this_one(world: World) -> None
 def test_batch_read_applies_each_subjects_own_grant(world: World) -> None:
     """In one batch, a grant scoped to one subject allows that subject only; the other
     is denied on its own, and each gets its own decision in the ledger."""
-    other = world.api.post(
-        "/v1/subjects", json={"country": "IE", "fields": PERSON}, headers=world.h("svc-eu")
-    ).json()["id"]
-    grant = world.grant(
-        "analyst-ie",
-        categories=["allowable"],
-        purpose="support",
-        subjects=[other],
-        approvers=("approver-ie",),
-    )
+    other, grant = _another_subject_with_a_grant(world)
     before = world.runtime.logs["eu-ie"].size
     body = {"ids": [world.ie, other], "fields": ["display_name"], "purpose": "support"}
     items = world.api.post(
