@@ -81,6 +81,7 @@ def _context_record(request: AccessRequest) -> dict[str, Any]:
         context["transfer_agreement"] = transfer.agreement_id or None
         context["transfer_agreement_version"] = transfer.agreement_version or None
         context["transforms_applied"] = bool(transfer.agreement_id) and not transfer.resolving
+        context["destination_country"] = transfer.destination_country or None
     return context
 
 

@@ -255,6 +255,7 @@ class Replayer:
                 break_glass=bool(context.get("break_glass")),
                 transfer_agreement=agreement,
                 transforms_applied=bool(context.get("transforms_applied")),
+                destination_country=str(context.get("destination_country") or ""),
                 time=entry_seconds(str(entry.get("time", ""))),
             ),
         )
@@ -271,7 +272,7 @@ def _admin_request(request: PolicyRequest, setting: str) -> CedarRequest:
     context holds no grant, break glass or transfer (as the gateway's adapter builds it)."""
     context = replace(
         request.context, grant=NO_GRANT, break_glass=False, transfer_agreement="",
-        transforms_applied=False,
+        transforms_applied=False, destination_country="",
     )  # fmt: skip
     return CedarRequest(request.principal, "administer", SettingResource(setting), context)
 
@@ -302,6 +303,7 @@ def _key(entry: Mapping[str, Any], with_time: bool) -> tuple[Any, ...]:
         bool(context.get("break_glass")),
         context.get("transfer_agreement"),
         bool(context.get("transforms_applied")),
+        context.get("destination_country"),
         entry_seconds(str(entry.get("time", ""))) if with_time else None,
     )
 

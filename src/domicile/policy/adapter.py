@@ -85,6 +85,7 @@ def _context(
     break_glass: bool,
     transfer_agreement: str,
     transforms_applied: bool,
+    destination_country: str = "",
     now: int | None,
 ) -> PolicyContext:
     purpose = request.purpose
@@ -102,6 +103,7 @@ def _context(
         break_glass=break_glass,
         transfer_agreement=transfer_agreement,
         transforms_applied=transforms_applied,
+        destination_country=destination_country,
         time=int(_time.time()) if now is None else now,
     )
 
@@ -116,6 +118,7 @@ def to_policy_request(
     break_glass: bool = False,
     transfer_agreement: str = "",
     transforms_applied: bool = False,
+    destination_country: str = "",
     now: int | None = None,
     principal_generation: int = 0,
 ) -> PolicyRequest:
@@ -143,6 +146,7 @@ def to_policy_request(
             break_glass=break_glass,
             transfer_agreement=transfer_agreement,
             transforms_applied=transforms_applied,
+            destination_country=destination_country,
             now=now,
         ),
         subject_id=request.subject_id,
@@ -238,6 +242,7 @@ class CedarDecider:
         setting: str = "principals",
         transfer_agreement: str = "",
         transforms_applied: bool = False,
+        destination_country: str = "",
     ) -> FieldDecision | PolicyDecision:
         """Return the full decision (ids, errors, hash, break glass, log record)."""
         decider = self.cache if self.cache is not None else self.engine
@@ -255,6 +260,7 @@ class CedarDecider:
             break_glass=break_glass,
             transfer_agreement=transfer_agreement,
             transforms_applied=transforms_applied,
+            destination_country=destination_country,
         )
         return decider.decide_fields(policy_request)
 
@@ -287,9 +293,10 @@ class CedarDecider:
     def _decide(self, request: AccessRequest) -> Decision:
         """Evaluate one request through the cache and the engine.
 
-        A transfer covered by an agreement is decided with `transfer_agreement` set and,
-        unless it is an in-region token resolution, `transforms_applied`: the gateway's
-        transform step applies the agreement's transforms to whatever it lets out.
+        A transfer covered by an agreement is decided with `transfer_agreement` and its
+        `destination_country` set and, unless it is an in-region token resolution,
+        `transforms_applied`: the gateway's transform step applies the agreement's
+        transforms to whatever it lets out.
         """
         transfer = request.transfer
         agreement = transfer.agreement_id if transfer is not None else ""
@@ -300,5 +307,6 @@ class CedarDecider:
             break_glass=request.break_glass,
             transfer_agreement=agreement,
             transforms_applied=bool(agreement) and not transfer.resolving,  # type: ignore[union-attr]
+            destination_country=transfer.destination_country if agreement else "",  # type: ignore[union-attr]
         )
         return to_decision(result, request)

@@ -130,6 +130,7 @@ def _context(context: PolicyContext) -> str:
             "break_glass": context.break_glass,
             "transfer_agreement": context.transfer_agreement,
             "transforms_applied": context.transforms_applied,
+            "destination_country": context.destination_country,
             "time": context.time,
         }
     )
@@ -302,6 +303,27 @@ def assemble_fields(
     )
 
 
+def _fitting(snapshot: PolicySnapshot) -> PolicySnapshot:
+    """The snapshot, once its schema has accepted the shape of request the gateway sends;
+    ConfigError otherwise. A schema whose context lacks an attribute the gateway sets (one
+    written for an earlier version, say) would otherwise fail every request closed."""
+    region = min(snapshot.config.security_entities, default="")
+    probe = CedarRequest(
+        PolicyPrincipal("schema-probe", "", "", "", region, frozenset()),
+        "read",
+        DataResource(region, "", "public"),
+        PolicyContext(),
+    )
+    (verdict,) = evaluate(snapshot, [probe])
+    unbuilt = [error for error in verdict.errors if "policy" not in error]
+    if unbuilt:
+        raise ConfigError(
+            f"schema `{snapshot.schema.origin}` does not fit the requests Domicile sends"
+            f" (see docs/policies.md): {unbuilt[0]}"
+        )
+    return snapshot
+
+
 # --- the engine -----------------------------------------------------------------------
 
 
@@ -330,7 +352,7 @@ class PolicyEngine:
             _config(config),
             generation=1,
         )
-        return cls(snapshot)
+        return cls(_fitting(snapshot))
 
     @property
     def snapshot(self) -> PolicySnapshot:
@@ -364,7 +386,7 @@ class PolicyEngine:
                 current.config if config is None else _config(config),
                 generation=current.generation + 1,
             )
-            self._snapshot = snapshot  # the one assignment that activates it
+            self._snapshot = _fitting(snapshot)  # the one assignment that activates it
         return snapshot.policy_hash
 
     def decide(self, request: CedarRequest) -> PolicyDecision:

@@ -156,6 +156,9 @@ class PolicyContext:
     break_glass: bool = False
     transfer_agreement: str = ""
     transforms_applied: bool = False
+    destination_country: str = ""
+    """The recipient's country of a transfer (a dataset export's destination, the
+    country a remote read comes from); empty for a flow that stays in its region."""
     time: int = 0
     """Seconds since the Unix epoch."""
 
@@ -170,6 +173,7 @@ class PolicyContext:
             self.break_glass,
             self.transfer_agreement,
             self.transforms_applied,
+            self.destination_country,
             self.time if with_time else None,
         )
 
@@ -257,6 +261,7 @@ def _masked_context(context: PolicyContext) -> JsonObject:
         "break_glass": context.break_glass,
         "transfer_agreement": context.transfer_agreement,
         "transforms_applied": context.transforms_applied,
+        "destination_country": context.destination_country,
         "time": context.time,
     }
 

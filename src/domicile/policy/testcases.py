@@ -15,7 +15,8 @@ A file names principals once and refers to them from cases (see docs/policies.md
     category = "restricted"       # or, for `administer`: setting = "principals"
     purpose = "support"
     source_country = "IE"         # optional: defaults to the principal's country
-    break_glass = false           # optional, as are transfer_agreement, transforms_applied, time
+    break_glass = false           # optional, as are transfer_agreement, transforms_applied,
+                                  # destination_country and time
     expect = "allow"              # or "deny"
     policies = ["service-in-home-jurisdiction"]   # optional: the exact determining ids
 
@@ -70,6 +71,7 @@ _CASE_KEYS = frozenset(
         "break_glass",
         "transfer_agreement",
         "transforms_applied",
+        "destination_country",
         "time",
         "expect",
         "policies",
@@ -194,6 +196,7 @@ def _context(
     where: str,
 ) -> PolicyContext:
     given = reader.optional(table, "source_country", str, where)
+    destination = reader.optional(table, "destination_country", str, where)
     source, jurisdiction, region = locate(topology, str(given or principal.country))
     return PolicyContext(
         purpose=str(reader.optional(table, "purpose", str, where) or ""),
@@ -204,6 +207,7 @@ def _context(
         break_glass=bool(reader.optional(table, "break_glass", bool, where)),
         transfer_agreement=str(reader.optional(table, "transfer_agreement", str, where) or ""),
         transforms_applied=bool(reader.optional(table, "transforms_applied", bool, where)),
+        destination_country=locate(topology, str(destination))[0] if destination else "",
         time=_integer(reader.optional(table, "time", int, where)),
     )
 

@@ -71,6 +71,7 @@ def context(
     break_glass: bool = False,
     agreement: str = "",
     transforms: bool = False,
+    destination: str = "",
     time: int = 0,
 ) -> PolicyContext:
     """A request context coming from `source_country`."""
@@ -84,6 +85,7 @@ def context(
         break_glass=break_glass,
         transfer_agreement=agreement,
         transforms_applied=transforms,
+        destination_country=destination,
         time=time,
     )
 

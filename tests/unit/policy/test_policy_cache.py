@@ -181,6 +181,7 @@ def _random_request(rng: random.Random, topology: Topology) -> CedarRequest:
         break_glass=rng.random() < 0.2,
         agreement=rng.choice(("", "", "ta-1")),
         transforms=rng.random() < 0.5,
+        destination=rng.choice(("", "", "US", "CN")),
         time=rng.randint(0, 3),
     )
     if rng.random() < 0.05:

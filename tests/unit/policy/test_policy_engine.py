@@ -105,6 +105,20 @@ def test_bad_schema_and_unreadable_files(tmp_path: Path) -> None:
         PolicyEngine.load(binary)
 
 
+def test_a_schema_whose_context_lacks_an_attribute_is_refused(engine: PolicyEngine) -> None:
+    """A schema written before `destination_country` would fail every request closed:
+    it is refused at load, and a reload to it keeps the version in force."""
+    line = next(x for x in default_schema().text.splitlines() if "destination_country" in x)
+    old_schema = default_schema().text.replace(line + "\n", "")
+    policies = '@id("p") permit (principal, action, resource) when { context.purpose == "x" };'
+    with pytest.raises(ConfigError, match=r"does not fit the requests.*destination_country"):
+        PolicyEngine.load(policies, schema=old_schema)
+    before = engine.policy_hash
+    with pytest.raises(ConfigError, match=r"does not fit the requests"):
+        engine.reload(policies, schema=old_schema)
+    assert engine.policy_hash == before
+
+
 def test_policies_are_read_from_files(tmp_path: Path, engine: PolicyEngine) -> None:
     policies = tmp_path / "p.cedar"
     policies.write_text(POLICIES)
