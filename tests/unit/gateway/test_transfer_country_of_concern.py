@@ -5,7 +5,6 @@ under a policy set that forgets to look at it."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -15,7 +14,7 @@ from domicile.ledger.entry import decode_entry
 from domicile.policy.snapshot import default_policies
 from domicile.runtime import open_runtime
 from domicile.settings import Settings
-from domicile.transfers.model import AgreementDraft, TrustStatus
+from transfer_support import register_irish, service_and_officer, stored_agreement
 
 PERSON = {"full_name": "Ana Silva", "email": "ana@example.org", "display_name": "Ana",
           "birth_date": "1990-01-01", "coarse_location": "IE"}  # fmt: skip
@@ -26,29 +25,11 @@ def _export_to_russia(settings: Settings) -> tuple[dict[str, object], list[dict[
     the ledger entries it made (checked to hold no export and to unwrap no key)."""
     runtime = open_runtime(settings)
     try:
-        svc = runtime.principals.add("svc-eu", "Shop EU Ltd", "IE", {"service"})
-        officer = runtime.principals.add("officer-ie", "Trusted Security Partner EU", "IE",
-                                         {"officer"})  # fmt: skip
-        desk = runtime.transfers
-        desk.destinations.register("Moscow Analytics", "RU", TrustStatus.TRUSTED, by="test")
-        now = datetime.now(UTC)
-        desk.agreements.create(  # straight into the store: as if made before the check
-            AgreementDraft(
-                id="old-ru", destination_entity="Moscow Analytics", destination_country="RU",
-                purpose="analytics", legal_basis="none", tia_reference="TIA-0",
-                fields={"display_name": None}, valid_from=now - timedelta(days=1),
-                valid_until=now + timedelta(days=30),
-            ),
-            runtime.catalog, by="test",
-        )  # fmt: skip
+        svc, officer = service_and_officer(runtime)
+        stored_agreement(runtime, "old-ru", "Moscow Analytics", "RU")
         with TestClient(create_app(settings, runtime)) as api:
-            ids = []
-            for i in range(6):
-                person = {**PERSON, "display_name": f"p{i}"}
-                made = api.post("/v1/subjects", headers={"Authorization": f"Bearer {svc}"},
-                                json={"country": "IE", "fields": person})  # fmt: skip
-                assert made.status_code == 201, made.text
-                ids.append(made.json()["id"])
+            people = [{**PERSON, "display_name": f"p{i}"} for i in range(6)]
+            ids = register_irish(api, svc, people)
             log = runtime.logs["eu-ie"]
             start = log.size
             got = api.post("/v1/exports", headers={"Authorization": f"Bearer {officer}"}, json={

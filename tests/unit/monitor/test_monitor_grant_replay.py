@@ -6,10 +6,9 @@ import copy
 from datetime import timedelta
 from pathlib import Path
 
-from domicile.catalog.catalog import load_catalog
+from monitor_support import replayer_for
+
 from domicile.ledger.entry import decode_entry
-from domicile.monitor.replay import Replayer
-from domicile.residency.topology import load_topology
 from domicile.runtime import open_runtime
 from domicile.settings import Settings
 
@@ -37,10 +36,7 @@ def test_grant_decisions_replay_exactly(tmp_path: Path) -> None:
     finally:
         runtime.close()
 
-    replayer = Replayer(load_topology(), load_catalog())
-    for entry in entries:
-        if entry["kind"] == "policy-version":
-            replayer.add_version(entry)
+    replayer = replayer_for(entries)
     granted = next(
         e for e in entries
         if e["kind"] == "decision" and e["input"]["context"].get("grant") == grant.id
