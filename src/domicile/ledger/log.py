@@ -334,7 +334,10 @@ class RegionLog:
 
         Kept off the append path: a random-keyed index costs appends a random page
         write per entry. The checkpointer calls this between checkpoints, and a
-        lookup by leaf hash catches it up first.
+        lookup by leaf hash catches it up first. The leaf hashes are the bottom rows
+        of the stored level-0 tiles, read in one range query (not through the tile
+        cache, which a pass over a long log would flush): no entry is decoded or
+        hashed again. A lookup confirms each candidate against the entry itself.
         """
         with self._index_lock:
             (row,) = self.db.query("SELECT indexed FROM ledger_leaf_progress WHERE id = 1")
@@ -342,12 +345,26 @@ class RegionLog:
             end = min(self._state.size, start + limit)
             if end <= start:
                 return start
+            first_tile, last_tile = start >> TILE_HEIGHT, (end - 1) >> TILE_HEIGHT
+            with self.db.transaction(write=False) as tx:
+                tiles = tx.execute(
+                    "SELECT idx, width, nodes FROM ledger_tiles"
+                    " WHERE level = 0 AND idx >= ? AND idx <= ? ORDER BY idx",
+                    (first_tile, last_tile),
+                ).fetchall()
             rows: list[tuple[int, int]] = []
-            for bundle in range(start >> TILE_HEIGHT, ((end - 1) >> TILE_HEIGHT) + 1):
-                first = bundle << TILE_HEIGHT
-                for offset, entry in enumerate(self.bundle(bundle)):
-                    if start <= first + offset < end:
-                        rows.append((_prefix(leaf_hash(entry)), first + offset))
+            for idx, width, nodes in tiles:
+                base = int(idx) << TILE_HEIGHT
+                lo, hi = max(start, base), min(end, base + int(width))
+                data = bytes(nodes)
+                rows.extend(
+                    (_prefix(data[(i - base) * HASH : (i - base) * HASH + 8]), i)
+                    for i in range(lo, hi)
+                )
+            if len(rows) != end - start:
+                raise LedgerError(
+                    f"log `{self.origin}` lacks level-0 tiles for entries {start}..{end - 1}"
+                )
             with self.db.transaction() as tx:
                 tx.executemany(
                     "INSERT INTO ledger_leaves (prefix, idx) VALUES (?, ?)"

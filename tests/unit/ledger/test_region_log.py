@@ -86,6 +86,24 @@ def test_tiles_hold_the_c2sp_hashes(log: RegionLog) -> None:
     assert log.index_of(leaf_hash(entries[300])) == 300
 
 
+def test_every_entry_is_found_by_its_leaf_hash_as_the_log_grows(log: RegionLog) -> None:
+    entries = fill(log, 300)
+    # The index grows in steps that cut tiles anywhere, the last one still partial.
+    assert log.index_leaves(limit=100) == 100
+    assert log.index_leaves(limit=250) == 300
+    more = [f"later {i}".encode() for i in range(500)]
+    log.append(more)  # grows the partial tile the index already read
+    entries += more
+    entries.append(entries[42])  # a repeated entry is found at its first index
+    log.append([entries[-1]])
+    for index in range(0, len(entries) - 1, 7):
+        assert log.index_of(leaf_hash(entries[index])) == index
+    assert log.index_of(leaf_hash(entries[42])) == 42
+    assert log.index_of(leaf_hash(entries[-2])) == len(entries) - 2
+    with pytest.raises(EntryNotFound):
+        log.index_of(leaf_hash(b"never appended"))
+
+
 def test_reopened_log_continues_the_same_tree(url: StorageUrl) -> None:
     first = open_log(url)
     entries = fill(first, 600)
