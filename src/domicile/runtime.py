@@ -85,6 +85,7 @@ class Runtime:
         """Sign a last checkpoint, then close every database and custodian."""
         if self.sweeper is not None:
             self.sweeper.stop()
+        self.gateway.heartbeat.stop()
         self.checkpointer.stop()
         for region_log in self.logs.values():
             region_log.db.close()
@@ -248,12 +249,13 @@ def open_runtime(settings: Settings) -> Runtime:
         max_field_bytes=settings.max_field_bytes,
         max_batch_ids=settings.max_batch_ids,
         transfers=transfers,
+        recovery_idle=settings.recovery_idle,
     )
     build = build_digest()
     gateway.record(_start_events(topology, catalog, engine, build))
     # Only what has been idle a while: another process on the same directory may be in
     # the middle of a registration (a CLI command beside a running gateway, two gateways).
-    recover(gateway, idle_for=settings.recovery_idle)
+    recover(gateway, idle_for=gateway.recovery_idle)
     checkpointer = Checkpointer(
         list(logs.values()),
         settings.checkpoint_interval,
@@ -262,7 +264,7 @@ def open_runtime(settings: Settings) -> Runtime:
     checkpointer.sign_all()
     checkpointer.start()
     desk = GrantDesk(gateway, grant_store, dict(engine.snapshot.config.approval_steps))
-    sweeper = RecoverySweeper(gateway, settings.recovery_idle) if settings.recovery_idle else None
+    sweeper = RecoverySweeper(gateway, gateway.recovery_idle) if gateway.recovery_idle else None
     if sweeper is not None:
         sweeper.start()
     return Runtime(

@@ -37,6 +37,7 @@ from domicile.policy.engine import new_decision_ids
 from domicile.policy.model import NO_GRANT
 from domicile.principals.store import Principal, PrincipalStore
 from domicile.residency.directory import SubjectDirectory
+from domicile.residency.heartbeat import ReservationHeartbeat
 from domicile.residency.topology import Topology
 from domicile.vault.store import SealedRecord, SubjectState, Vault
 
@@ -134,6 +135,7 @@ class Gateway:
         max_field_bytes: int | None = None,
         max_batch_ids: int = 1000,
         transfers: TransferDesk | None = None,
+        recovery_idle: float = 300.0,
     ) -> None:
         self.topology = topology
         self.catalog = catalog
@@ -147,6 +149,10 @@ class Gateway:
         self.max_field_bytes = max_field_bytes
         self.max_batch_ids = max_batch_ids
         self.transfers = transfers
+        self.recovery_idle = recovery_idle
+        """Seconds after which recovery (any process's, on the same directory) undoes an
+        idle reservation: `Settings.recovery_idle`; registrations beat well within it."""
+        self.heartbeat = ReservationHeartbeat.for_window(directory, recovery_idle)
 
     # -- authenticate, decide, record ----------------------------------------------------
 
@@ -265,7 +271,9 @@ class Gateway:
         written. Then the directory reserves the ids, the custodians make data keys,
         the decisions are recorded, the vaults store the sealed values, and the
         directory activates the ids. A failure undoes what was written; a crash in
-        between leaves only reservations, which `recover` undoes.
+        between leaves only reservations, which `recover` undoes. While the keys,
+        decisions and vault rows are written, the heartbeat keeps the reservations
+        fresh, so recovery does not take a slow registration for a crashed one.
         """
         prepared: list[tuple[str, str, dict[str, JsonValue]]] = []
         for country, values in people:
@@ -283,9 +291,11 @@ class Gateway:
             raise AccessDenied(denied.reason)
         placed = [(sid, region) for sid, region, _ in prepared]
         self.directory.reserve(placed)
+        ids = [sid for sid, _ in placed]
         try:
-            self._store_new(prepared, requests, decisions)
-            self.directory.activate([sid for sid, _ in placed])
+            with self.heartbeat.keep(ids):  # stopped before the activation or the undo
+                self._store_new(prepared, requests, decisions)
+            self.directory.activate(ids)
         except BaseException:
             self._undo_new(placed)  # a crash instead leaves the reservations to `recover`
             raise

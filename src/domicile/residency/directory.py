@@ -4,7 +4,9 @@ The directory is the single pointer that says which region's vault is authoritat
 for a subject, so a subject is always served from exactly one vault. Two-phase
 changes leave a marker that `pending()` returns for recovery after a crash:
 
-- registration: `registering` until the vault write is durable, then `active`;
+- registration: `registering` until the vault write is durable, then `active`; a
+  registration in flight keeps touching its reservations so that recovery, which
+  undoes only idle ones, leaves it alone (`residency.heartbeat`);
 - relocation: `moving_to` while the copy is made and verified; the switch of
   `home_region` is one update that also sets `moved_from` until the origin is shredded.
 """
@@ -52,6 +54,22 @@ def _entry(row: tuple[object, ...]) -> DirectoryEntry:
     )
 
 
+def _update_registering(tx: Tx, assignment: str, subject_ids: Sequence[str]) -> int:
+    """Run `SET {assignment}` (whose one parameter is the time now) on the ids still
+    `registering`, 500 ids per statement; return how many rows it changed."""
+    now = _now()
+    changed = 0
+    for start in range(0, len(subject_ids), 500):
+        chunk = tuple(subject_ids[start : start + 500])
+        marks = ", ".join("?" for _ in chunk)
+        changed += tx.execute(
+            f"UPDATE subject_directory SET {assignment}"
+            f" WHERE state = 'registering' AND id IN ({marks})",
+            (now, *chunk),
+        ).rowcount
+    return changed
+
+
 class SubjectDirectory:
     """The directory in a control database (SQLite file or PostgreSQL schema)."""
 
@@ -77,23 +95,24 @@ class SubjectDirectory:
         process's recovery undid it), so a registration never reports a subject that
         the directory does not hold.
         """
-        now = _now()
         with self.db.transaction() as tx:
-            activated = 0
-            for start in range(0, len(subject_ids), 500):
-                chunk = tuple(subject_ids[start : start + 500])
-                marks = ", ".join("?" for _ in chunk)
-                activated += tx.execute(
-                    "UPDATE subject_directory SET state = 'active', updated_at = ?"
-                    f" WHERE state = 'registering' AND id IN ({marks})",
-                    (now, *chunk),
-                ).rowcount
+            activated = _update_registering(tx, "state = 'active', updated_at = ?", subject_ids)
             if activated != len(set(subject_ids)):
                 raise Conflict(
                     f"{len(set(subject_ids)) - activated} of {len(subject_ids)} reservations"
                     " were undone before they could be activated (another process recovered"
                     " them); nothing was registered"
                 )
+
+    def touch(self, subject_ids: Sequence[str]) -> int:
+        """Mark reservations as still being worked on; return how many are still reserved.
+
+        Bumps `updated_at` of the ids still `registering` (activated, forgotten or
+        undone ones are left as they are), so a recovery that waits for reservations to
+        be idle leaves a slow registration alone.
+        """
+        with self.db.transaction() as tx:
+            return _update_registering(tx, "updated_at = ?", subject_ids)
 
     def forget(self, subject_ids: Sequence[str]) -> None:
         """Drop reservations whose registration did not complete."""

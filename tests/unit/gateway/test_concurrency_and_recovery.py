@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -11,6 +12,7 @@ from domicile.errors import Conflict, SubjectNotFound, VersionMismatch
 from domicile.gateway.relocation import RecoverySweeper, recover, relocate
 from domicile.ledger.entry import decode_entry
 from domicile.runtime import Runtime, open_runtime
+from domicile.settings import Settings
 from domicile.vault.store import SubjectState
 
 
@@ -221,3 +223,82 @@ def test_recovery_waits_for_entries_to_be_idle_and_sweeps_them_later(
     finally:
         sweeper.stop()
     assert runtime.directory.pending() == []
+
+
+QUICK_IDLE = 0.4
+"""A recovery window short enough to pass several times during one slow registration."""
+
+
+@pytest.fixture
+def quick_recovery(settings: Settings) -> Iterator[Runtime]:
+    """A runtime whose sweeper undoes what has been idle for `QUICK_IDLE` seconds, swept
+    as often (and whose registrations beat four times as often)."""
+    rt = open_runtime(settings.model_copy(update={"recovery_idle": QUICK_IDLE}))
+    yield rt
+    rt.close()
+
+
+def test_touch_freshens_only_reservations_still_registering(runtime: Runtime) -> None:
+    directory = runtime.directory
+    reserved, active = "a" * 32, "b" * 32
+    directory.reserve([(reserved, "eu-ie"), (active, "eu-ie")])
+    directory.activate([active])
+    with directory.db.transaction() as tx:
+        tx.execute("UPDATE subject_directory SET updated_at = '2020-01-01T00:00:00+00:00'")
+    assert directory.touch([reserved, active, "c" * 32]) == 1
+    assert [e.id for e in directory.pending()] == [reserved]
+    assert directory.pending(idle_since="2021-01-01T00:00:00+00:00") == []
+    assert directory.lookup(active).state == "active"
+
+
+def test_a_registration_slower_than_the_recovery_window_is_kept_alive(
+    quick_recovery: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store step outlasts the window several times while the sweeper runs, and a
+    recovery with that window runs at its end: the reservation was kept fresh."""
+    gw = quick_recovery.gateway
+    svc = gw.authenticate(
+        quick_recovery.principals.add("svc", "Domicile EU Ltd", "IE", {"service"})
+    )
+    vault = gw.regions["eu-ie"].vault
+    insert_many = vault.insert_many
+
+    def slow_insert(*args: object, **kwargs: object) -> None:
+        time.sleep(4 * QUICK_IDLE)
+        assert recover(gw, idle_for=QUICK_IDLE) == 0
+        insert_many(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(vault, "insert_many", slow_insert)
+    sid, region = gw.register(svc, "IE", {"email": "s@example.org"})
+    assert region == "eu-ie"
+    assert gw.read(svc, sid, ["email"], "service").fields == {"email": "s@example.org"}
+    assert quick_recovery.directory.pending() == []
+
+
+def test_a_crashed_registration_falls_idle_and_is_recovered(
+    quick_recovery: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The heartbeat ends with the registration: what a crash left goes idle and the
+    sweeper undoes it."""
+    gw = quick_recovery.gateway
+    svc = gw.authenticate(
+        quick_recovery.principals.add("svc", "Domicile EU Ltd", "IE", {"service"})
+    )
+    vault = gw.regions["eu-ie"].vault
+    insert_many = vault.insert_many
+
+    def crash_after(*args: object, **kwargs: object) -> None:
+        insert_many(*args, **kwargs)  # type: ignore[arg-type]
+        raise Crash
+
+    monkeypatch.setattr(vault, "insert_many", crash_after)
+    monkeypatch.setattr(gw.directory, "forget", lambda ids: None)  # the process is dead
+    with pytest.raises(Crash):
+        gw.register(svc, "IE", {"email": "c@example.org"})
+    monkeypatch.undo()
+    assert len(quick_recovery.directory.pending()) == 1
+    deadline = time.monotonic() + 30
+    while quick_recovery.directory.pending() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert quick_recovery.directory.pending() == []
+    assert vault.count() == 0
