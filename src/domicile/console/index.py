@@ -7,6 +7,9 @@ request indexes only what was appended since the last one. Rows hold the decisio
 attributes the Access and Flows pages filter on, never anything the entry does not
 hold (and entries hold no personal data). Unfiltered paging does not need the index
 at all: the Access page reads the newest bundles backward.
+
+A migration that adds a column resets the high-water mark to 0, so the rows indexed
+before it are derived again (upserted: they stay searchable meanwhile).
 """
 
 from __future__ import annotations
@@ -26,7 +29,15 @@ from domicile.storage.migrations import migrate
 
 BATCH = 20_000  # entries indexed per transaction: progress survives an interrupted build
 
-_COLUMNS = "idx, time, principal, purpose, action, result, categories, policy_ids, destination"
+_COLUMNS = (
+    "idx, time, principal, purpose, action, result, categories, policy_ids, destination,"
+    " destination_country"
+)
+_UPSERT = (
+    f"INSERT INTO console_decisions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (idx) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS.replace(" ", "").split(",")[1:])
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,10 @@ class DecisionRow:
     categories: tuple[str, ...]
     policy_ids: tuple[str, ...]
     destination: str | None
+    """Where a transfer's request comes from (None for decisions that are not transfers)."""
+    destination_country: str | None
+    """Where a transfer's agreement sends the data (`input.context.destination_country`):
+    "" for a transfer under no agreement, None for decisions that are not transfers."""
 
 
 @dataclass(frozen=True)
@@ -53,11 +68,17 @@ class Filters:
     category: str = ""
     result: str = ""
     policy_id: str = ""
+    destination_country: str = ""
 
     def is_empty(self) -> bool:
         """True when nothing narrows the search."""
         return not (
-            self.principal or self.purpose or self.category or self.result or self.policy_id
+            self.principal
+            or self.purpose
+            or self.category
+            or self.result
+            or self.policy_id
+            or self.destination_country
         )
 
 
@@ -89,9 +110,11 @@ def decision_row(index: int, body: Mapping[str, Any], catalog: Catalog) -> Decis
     context = inputs.get("context") or {}
     allowed = body.get("result") == "allow"
     fields = body.get("allowed_fields") if allowed else resource.get("fields")
-    destination = None
+    destination = destination_country = None
     if "transfer_agreement" in context:  # only transfers carry it (see decision_event)
         destination = str(context.get("source_country") or principal.get("country") or "??")
+        # null under no agreement; absent from records made before decisions carried it
+        destination_country = str(context.get("destination_country") or "")
     return DecisionRow(
         index=index,
         time=str(body.get("time", "")),
@@ -102,6 +125,7 @@ def decision_row(index: int, body: Mapping[str, Any], catalog: Catalog) -> Decis
         categories=tuple(categories_of(catalog, fields or [])),
         policy_ids=tuple(str(p) for p in body.get("policy_ids") or []),
         destination=destination,
+        destination_country=destination_country,
     )
 
 
@@ -109,6 +133,7 @@ def _row(r: Sequence[Any]) -> DecisionRow:
     return DecisionRow(
         int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), str(r[5]),
         _unframe(str(r[6])), _unframe(str(r[7])), None if r[8] is None else str(r[8]),
+        None if r[9] is None else str(r[9]),
     )  # fmt: skip
 
 
@@ -154,14 +179,11 @@ class DecisionIndex:
                     rows.append(
                         (row.index, row.time, row.principal, row.purpose, row.action,
                          row.result, _framed(row.categories), _framed(row.policy_ids),
-                         row.destination)
+                         row.destination, row.destination_country)
                     )  # fmt: skip
         with self.db.transaction() as tx:
-            tx.executemany(
-                f"INSERT INTO console_decisions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (idx) DO NOTHING",
-                rows,
-            )
+            # Upserted: a row indexed before a migration added a column is derived again.
+            tx.executemany(_UPSERT, rows)
             tx.execute("UPDATE console_progress SET indexed = ? WHERE id = 1", (end,))
 
     def search(self, filters: Filters, before: int | None, limit: int) -> list[DecisionRow]:
@@ -175,6 +197,7 @@ class DecisionIndex:
             ("principal", filters.principal),
             ("purpose", filters.purpose),
             ("result", filters.result),
+            ("destination_country", filters.destination_country),
         ):
             if value:
                 where.append(f"{column} = ?")

@@ -10,6 +10,7 @@ own, which never hold personal data.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -56,6 +57,7 @@ NAV = (
     ("migration", "Migration"),
 )
 _setup = threading.Lock()
+_COUNTRY = re.compile(r"[A-Z]{2}")  # ISO 3166-1 alpha-2, as agreements name destinations
 
 
 def _console(request: Request) -> views.Console:
@@ -275,6 +277,7 @@ def access(
     category: Annotated[str, Query(max_length=40)] = "",
     result: Annotated[str, Query(max_length=10)] = "",
     policy: Annotated[str, Query(max_length=200)] = "",
+    destination: Annotated[str, Query(max_length=10)] = "",
     before: Annotated[str, Query(max_length=20)] = "",
 ) -> Response:
     """The searchable decision log of one region, newest first, 50 a page."""
@@ -283,12 +286,14 @@ def access(
         regions = list(console.runtime.topology.regions)
         chosen = region or regions[0]
         filters = Filters(principal_id.strip(), purpose.strip(), category.strip(),
-                          result.strip(), policy.strip())  # fmt: skip
+                          result.strip(), policy.strip(), destination.strip().upper())  # fmt: skip
         values = {"regions": regions, "region": chosen, "filters": filters, "rows": [],
                   "next": None, "error": "", "size": 0, "notice": ""}  # fmt: skip
         try:
             if result.strip() not in ("", "allow", "deny"):
                 raise InvalidInput("decision must be `allow` or `deny`")
+            if filters.destination_country and not _COUNTRY.fullmatch(filters.destination_country):
+                raise InvalidInput("destination must be a two-letter country code")
             if before and not before.isdigit():
                 raise InvalidInput("`before` must be an entry index")
             rows, nxt, notice = views.access(

@@ -1,4 +1,5 @@
-"""The decision index on both backends, and its background build for a long backlog."""
+"""The decision index on both backends, its background build for a long backlog, and its
+rebuild when a migration adds a column."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 
 from domicile.console import views
 from domicile.console.index import DecisionIndex, Filters, newest_decisions
 from domicile.errors import AccessDenied
 from domicile.runtime import Runtime
+from transfer_support import register_irish, service_and_officer, stored_agreement
 
 
 def _decide(runtime: Runtime, who: str, purpose: str, fields: set[str]) -> None:
@@ -39,6 +42,7 @@ def test_index_search_and_flows_on_each_backend(runtime: Runtime) -> None:
     us = index.search(Filters(principal="svc-us"), None, 50)
     assert len(us) == 3
     assert all(r.destination == "US" and r.result == "deny" for r in us)
+    assert all(r.destination_country == "" for r in us)  # a transfer under no agreement
     restricted = index.search(Filters(category="restricted"), None, 50)
     assert {r.principal for r in restricted} == {"svc-eu"}
     assert [r.index for r in restricted] == sorted((r.index for r in restricted), reverse=True)
@@ -70,3 +74,30 @@ def test_a_long_backlog_is_indexed_in_the_background(
     rows, _, notice = views.access(console, "eu-ie", Filters(principal="svc-us"), None)
     assert notice == ""
     assert len(rows) == 10
+
+
+def test_an_index_built_before_destination_countries_is_built_again(
+    runtime: Runtime, api: TestClient
+) -> None:
+    """An index of the first schema has no destination countries: the migration that adds
+    them makes the next catch-up derive every row again, and the old rows stay searchable
+    until it has."""
+    svc, officer = service_and_officer(runtime)
+    stored_agreement(runtime, "acme-us", "Acme Analytics", "US")
+    ids = register_irish(api, svc, [{"display_name": f"p{i}"} for i in range(6)])
+    body = {"region": "eu-ie", "agreement": "acme-us", "subjects": ids, "fields": ["display_name"]}
+    got = api.post("/v1/exports", headers={"Authorization": f"Bearer {officer}"}, json=body)
+    assert got.status_code == 200, got.text
+    log = runtime.logs["eu-ie"]
+    DecisionIndex(log, runtime.catalog).catch_up()
+    with log.db.transaction() as tx:  # back to what the first schema built
+        tx.execute("DROP INDEX console_decisions_destination_country")
+        tx.execute("ALTER TABLE console_decisions DROP COLUMN destination_country")
+        tx.execute("DELETE FROM schema_migrations WHERE component = 'console' AND version = 2")
+    index = DecisionIndex(log, runtime.catalog)
+    assert index.indexed() == 0
+    (old,) = index.search(Filters(principal="officer-ie"), None, 50)
+    assert (old.destination, old.destination_country) == ("IE", None)
+    assert index.catch_up() == log.size
+    (row,) = index.search(Filters(destination_country="US"), None, 50)
+    assert (row.index, row.destination, row.destination_country) == (old.index, "IE", "US")
