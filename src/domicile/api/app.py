@@ -11,6 +11,7 @@ from domicile import __version__
 from domicile.api import admin, grants, ledger, problems, subjects, transfers
 from domicile.api.limits import BodyLimit
 from domicile.console import web as console
+from domicile.heap import long_lived_heap
 from domicile.runtime import Runtime, open_runtime
 from domicile.settings import Settings
 
@@ -23,7 +24,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         owned = runtime is None
         app.state.runtime = runtime if runtime is not None else open_runtime(settings)
         try:
-            yield
+            with long_lived_heap():  # start-up's objects live as long as the app
+                yield
         finally:
             if owned:
                 app.state.runtime.close()
