@@ -41,7 +41,7 @@ def test_a_heartbeat_touches_what_is_kept_until_the_block_ends(
         assert len(touched) <= beats + 1  # a beat may have taken the ids just before the end
     finally:
         heartbeat.stop()
-    assert touched[0] == [first, second]
+    assert [first, second] in touched  # the first beat may come before the second keep
     stopped_at = len(touched)
     with heartbeat.keep([first]):  # after stop: no beats, and the block still runs
         time.sleep(0.05)
