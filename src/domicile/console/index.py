@@ -216,11 +216,16 @@ class DecisionIndex:
         return [_row(r) for r in rows]
 
     def flows(self, start: str, end: str) -> list[tuple[str, str, str, str, int]]:
-        """Transfer decisions in [start, end): (destination, result, categories, purpose, n)."""
+        """Transfer decisions in [start, end): (destination, result, categories, purpose, n).
+
+        The destination is where the data goes: the agreement's recipient country when
+        one applies (an export by an Irish officer to a US recipient goes to the US),
+        else the country the request came from (a remote read)."""
         rows = self.db.query(
-            "SELECT destination, result, categories, purpose, COUNT(*) FROM console_decisions"
+            "SELECT COALESCE(NULLIF(destination_country, ''), destination) AS goes_to,"
+            " result, categories, purpose, COUNT(*) FROM console_decisions"
             " WHERE destination IS NOT NULL AND time >= ? AND time < ?"
-            " GROUP BY destination, result, categories, purpose",
+            " GROUP BY goes_to, result, categories, purpose",
             (start, end),
         )
         return [(str(r[0]), str(r[1]), str(r[2]), str(r[3]), int(r[4])) for r in rows]

@@ -1,4 +1,4 @@
-"""The Access page shows, and searches by, the country a transfer's agreement sends to."""
+"""The Access and Flows pages show the country a transfer's agreement sends the data to."""
 
 from __future__ import annotations
 
@@ -64,3 +64,10 @@ def test_access_searches_by_destination_country(world: World, exports: None) -> 
     assert bad.status_code == 400
     assert "destination must be a two-letter country code" in bad.text
     assert 'value="USA"' in bad.text
+
+
+def test_flows_go_to_the_agreement_s_country_not_the_officer_s(world: World, exports: None) -> None:
+    html = world.login("admin").get("/console/flows").text
+    assert re.search(r"<td>eu-ie</td><td>US</td><td class=\"allow\">allow</td>", html)
+    assert re.search(r"<td>eu-ie</td><td>RU</td><td class=\"deny\">deny</td>", html)
+    assert not re.search(r"<td>eu-ie</td><td>IE</td>", html)  # the officer asked from Ireland
