@@ -335,9 +335,9 @@ class RegionLog:
         Kept off the append path: a random-keyed index costs appends a random page
         write per entry. The checkpointer calls this between checkpoints, and a
         lookup by leaf hash catches it up first. The leaf hashes are the bottom rows
-        of the stored level-0 tiles, read in one range query (not through the tile
-        cache, which a pass over a long log would flush): no entry is decoded or
-        hashed again. A lookup confirms each candidate against the entry itself.
+        of the stored level-0 tiles: one INSERT … SELECT cuts each entry's 8-byte
+        prefix out of them in the database, and nothing is decoded or hashed again.
+        A lookup confirms each candidate against the entry itself.
         """
         with self._index_lock:
             (row,) = self.db.query("SELECT indexed FROM ledger_leaf_progress WHERE id = 1")
@@ -345,32 +345,21 @@ class RegionLog:
             end = min(self._state.size, start + limit)
             if end <= start:
                 return start
-            first_tile, last_tile = start >> TILE_HEIGHT, (end - 1) >> TILE_HEIGHT
-            with self.db.transaction(write=False) as tx:
-                tiles = tx.execute(
-                    "SELECT idx, width, nodes FROM ledger_tiles"
-                    " WHERE level = 0 AND idx >= ? AND idx <= ? ORDER BY idx",
-                    (first_tile, last_tile),
-                ).fetchall()
-            rows: list[tuple[int, int]] = []
-            for idx, width, nodes in tiles:
-                base = int(idx) << TILE_HEIGHT
-                lo, hi = max(start, base), min(end, base + int(width))
-                data = bytes(nodes)
-                rows.extend(
-                    (_prefix(data[(i - base) * HASH : (i - base) * HASH + 8]), i)
-                    for i in range(lo, hi)
-                )
-            if len(rows) != end - start:
-                raise LedgerError(
-                    f"log `{self.origin}` lacks level-0 tiles for entries {start}..{end - 1}"
-                )
+            span = (start >> TILE_HEIGHT, (end - 1) >> TILE_HEIGHT)
             with self.db.transaction() as tx:
-                tx.executemany(
-                    "INSERT INTO ledger_leaves (prefix, idx) VALUES (?, ?)"
-                    " ON CONFLICT (prefix, idx) DO NOTHING",
-                    rows,
-                )
+                widths = tx.execute(
+                    "SELECT idx, width FROM ledger_tiles WHERE level = 0 AND idx >= ? AND idx <= ?",
+                    span,
+                ).fetchall()
+                covered = 0  # entries of [start, end) the stored tiles hold
+                for tile, width in widths:
+                    base = int(tile) << TILE_HEIGHT
+                    covered += max(0, min(end, base + int(width)) - max(start, base))
+                if covered != end - start:
+                    raise LedgerError(
+                        f"log `{self.origin}` lacks level-0 tiles for entries {start}..{end - 1}"
+                    )
+                tx.execute(_INDEX_LEAVES[self.db.dialect], (*span, start, end))
                 tx.execute("UPDATE ledger_leaf_progress SET indexed = ? WHERE id = 1", (end,))
             return end
 
@@ -516,8 +505,32 @@ def grow_tiles(edge_tiles: dict[int, Tile], nodes: list[Node]) -> dict[tuple[int
     }
 
 
-def _prefix(leaf: bytes) -> int:
-    return int.from_bytes(leaf[:8], "big", signed=True)
+def _prefix(leaf: bytes) -> bytes:
+    return leaf[:8]
+
+
+# Each entry of the level-0 tiles in [first tile, last tile] with start <= index < end, as
+# (first 8 bytes of its leaf hash, index): the tile's bottom row holds the leaf hashes.
+_INDEX_LEAVES = {
+    "sqlite": (
+        "WITH RECURSIVE n(i) AS"
+        f" (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {TILE_WIDTH - 1})"
+        " INSERT INTO ledger_leaves (prefix, idx)"
+        f" SELECT substr(t.nodes, n.i * {HASH} + 1, 8), t.idx * {TILE_WIDTH} + n.i"
+        " FROM ledger_tiles AS t JOIN n ON n.i < t.width"
+        " WHERE t.level = 0 AND t.idx >= ? AND t.idx <= ?"
+        f" AND t.idx * {TILE_WIDTH} + n.i >= ? AND t.idx * {TILE_WIDTH} + n.i < ?"
+        " ON CONFLICT (prefix, idx) DO NOTHING"
+    ),
+    "postgres": (
+        "INSERT INTO ledger_leaves (prefix, idx)"
+        f" SELECT substring(t.nodes FROM n.i * {HASH} + 1 FOR 8), t.idx * {TILE_WIDTH} + n.i"
+        f" FROM ledger_tiles AS t CROSS JOIN generate_series(0, {TILE_WIDTH - 1}) AS n(i)"
+        " WHERE t.level = 0 AND n.i < t.width AND t.idx >= ? AND t.idx <= ?"
+        f" AND t.idx * {TILE_WIDTH} + n.i >= ? AND t.idx * {TILE_WIDTH} + n.i < ?"
+        " ON CONFLICT (prefix, idx) DO NOTHING"
+    ),
+}
 
 
 def _tree_width(size: int, level: int, index: int) -> int:

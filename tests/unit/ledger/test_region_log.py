@@ -104,6 +104,34 @@ def test_every_entry_is_found_by_its_leaf_hash_as_the_log_grows(log: RegionLog) 
         log.index_of(leaf_hash(b"never appended"))
 
 
+def test_a_leaf_index_of_the_old_shape_is_rebuilt(url: StorageUrl) -> None:
+    first = open_log(url)
+    entries = fill(first, 600)
+    first.index_leaves()
+    # The index as version 3 of the schema kept it: integer prefixes, and reaching the end.
+    with first.db.transaction() as tx:
+        tx.execute("DROP TABLE ledger_leaves")
+        tx.execute(
+            "CREATE TABLE ledger_leaves (prefix BIGINT, idx BIGINT, PRIMARY KEY (prefix, idx))"
+        )
+        tx.executemany(
+            "INSERT INTO ledger_leaves (prefix, idx) VALUES (?, ?)",
+            [
+                (int.from_bytes(leaf_hash(e)[:8], "big", signed=True), i)
+                for i, e in enumerate(entries)
+            ],
+        )
+        tx.execute("DELETE FROM schema_migrations WHERE component = 'ledger' AND version = 4")
+    first.db.close()
+    again = open_log(url)
+    try:
+        # Found only if the migration dropped the old rows and the index was built again.
+        assert again.index_of(leaf_hash(entries[417])) == 417
+        assert again.index_of(leaf_hash(entries[0])) == 0
+    finally:
+        again.db.close()
+
+
 def test_reopened_log_continues_the_same_tree(url: StorageUrl) -> None:
     first = open_log(url)
     entries = fill(first, 600)
