@@ -4,13 +4,15 @@ ledger, against a raw SELECT of the same rows from a plain SQLite table (same ru
     .venv/bin/python bench/batch_read.py [--subjects 20000] [--batch 1000] [--rounds 3]
 
 Prints records/s for the HTTP path (one client, sequential requests), the gateway in
-process, and two baselines, with ratios: `raw` is a plain SELECT of the same rows, and
-`floor` is the least work in Python that the batch read's guarantees need per record,
-with none of the pipeline around it: read a sealed row and a wrapped key, unwrap the
-key (AES-GCM), open three values, make a keyed ref (HMAC-SHA256) and a decision id,
-encode a ledger entry from a template and hash its leaf, write the entries and the
-unwrap rows durably (two WAL commits with synchronous=FULL per batch), and encode the
-answer. Nothing is asserted.
+process, and two baselines, with ratios; and for the two gateway paths the CPU time per
+record (the server process's, all its threads; this process's for the in-process path),
+which a shared machine disturbs less than it does rates. `raw` is a plain SELECT of the
+same rows, and `floor` is the least work in Python that the batch read's guarantees need
+per record, with none of the pipeline around it: read a sealed row and a wrapped key,
+unwrap the key (AES-GCM), open three values, make a keyed ref (HMAC-SHA256) and a
+decision id, encode a ledger entry from a template and hash its leaf, write the entries
+and the unwrap rows durably (two WAL commits with synchronous=FULL per batch), and encode
+the answer. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -28,7 +30,16 @@ from pathlib import Path
 import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from benchlib import clean_domicile_env, http_json, log, machine_info, server, table, workdir
+from benchlib import (
+    clean_domicile_env,
+    cpu_seconds,
+    http_json,
+    log,
+    machine_info,
+    server,
+    table,
+    workdir,
+)
 from domicile.demo import demo_people
 from domicile.runtime import open_runtime
 from domicile.settings import Settings
@@ -139,10 +150,11 @@ def floor_rate(raw: Path, ids: list[str], batch: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def http_rate(base: str, token: str, ids: list[str], batch: int) -> float:
-    """Records/s through the API, one request after another."""
+def http_rate(base: str, token: str, ids: list[str], batch: int, pid: int) -> tuple[float, float]:
+    """Records/s through the API, one request after another, and the server's (`pid`)
+    CPU µs per record."""
     headers = {"Authorization": f"Bearer {token}"}
-    start, n = time.perf_counter(), 0
+    cpu, start, n = cpu_seconds(pid), time.perf_counter(), 0
     for at in range(0, len(ids), batch):
         body = {"ids": ids[at : at + batch], "fields": FIELDS, "purpose": "support"}
         status, data = http_json("POST", f"{base}/v1/subjects:batchGet", headers=headers,
@@ -150,20 +162,27 @@ def http_rate(base: str, token: str, ids: list[str], batch: int) -> float:
         if status != 200 or any("subject" not in item for item in data["items"]):
             raise SystemExit(f"batchGet answered {status}: {str(data)[:300]}")
         n += len(data["items"])
-    return n / (time.perf_counter() - start)
+    return n / (time.perf_counter() - start), (cpu_seconds(pid) - cpu) / n * 1e6
 
 
-def inprocess_rate(data_dir: Path, token: str, ids: list[str], batch: int) -> float:
-    """Records/s of Gateway.batch_get in this process."""
+def inprocess_rate(data_dir: Path, token: str, ids: list[str], batch: int) -> tuple[float, float]:
+    """Records/s of Gateway.batch_get in this process, and its CPU µs per record."""
     runtime = open_runtime(Settings(data_dir=data_dir))
     try:
         principal = runtime.gateway.authenticate(token)
-        start, n = time.perf_counter(), 0
+        cpu, start, n = cpu_seconds(), time.perf_counter(), 0
         for at in range(0, len(ids), batch):
             n += len(runtime.gateway.batch_get(principal, ids[at : at + batch], FIELDS, "support"))
-        return n / (time.perf_counter() - start)
+        return n / (time.perf_counter() - start), (cpu_seconds() - cpu) / n * 1e6
     finally:
         runtime.close()
+
+
+def _served(
+    work: Path, data_dir: Path, token: str, ids: list[str], batch: int
+) -> tuple[float, float]:
+    with server("domicile", ["domicile", "--data-dir", str(data_dir)], workdir=work) as s:
+        return http_rate(s.base, token, ids, batch, s.process.pid)
 
 
 def main() -> None:
@@ -174,25 +193,32 @@ def main() -> None:
     args = parser.parse_args()
     clean_domicile_env()
     rates: dict[str, list[float]] = {"http": [], "in process": [], "floor": [], "raw": []}
+    cpu: dict[str, list[float]] = {"http": [], "in process": []}
     with workdir(False) as work:
         log(f"registering {args.subjects} subjects …")
         data_dir, token, ids, raw = prepare(work, args.subjects)
         for round_no in range(args.rounds):
             rates["raw"].append(raw_rate(raw, ids, args.batch))
             rates["floor"].append(floor_rate(raw, ids, args.batch))
-            rates["in process"].append(inprocess_rate(data_dir, token, ids, args.batch))
-            with server("domicile", ["domicile", "--data-dir", str(data_dir)], workdir=work) as s:
-                rates["http"].append(http_rate(s.base, token, ids, args.batch))
+            for name, (rate, us) in (
+                ("in process", inprocess_rate(data_dir, token, ids, args.batch)),
+                ("http", _served(work, data_dir, token, ids, args.batch)),
+            ):
+                rates[name].append(rate)
+                cpu[name].append(us)
             log(
                 f"round {round_no + 1}: "
                 + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in rates.items())
             )
     med = {name: statistics.median(values) for name, values in rates.items()}
+    us = {name: f"{statistics.median(values):.1f}" for name, values in cpu.items()}
     rows = [
-        [name, f"{rate:,.0f}", f"{rate / med['floor']:.3f}", f"{rate / med['raw']:.3f}"]
+        [name, f"{rate:,.0f}", f"{rate / med['floor']:.3f}", f"{rate / med['raw']:.3f}",
+         us.get(name, "-")]
         for name, rate in med.items()
-    ]
-    header = ["path (decision + ledger entry per record)", "records/s", "vs floor", "vs raw"]
+    ]  # fmt: skip
+    header = ["path (decision + ledger entry per record)", "records/s", "vs floor", "vs raw",
+              "CPU µs/record"]  # fmt: skip
     print(table(header, rows))
     print(
         f"\n{args.subjects} subjects, batches of {args.batch}, medians of {args.rounds} rounds;"

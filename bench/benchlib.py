@@ -342,6 +342,13 @@ def rss_kib(key: str = "VmRSS", pid: int | str = "self") -> int:
     return 0
 
 
+def cpu_seconds(pid: int | str = "self") -> float:
+    """User + system CPU time a process has used so far, all its threads (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_child(script: str, flag: str, name: str, ctx: Mapping[str, Any]) -> dict[str, Any]:
     """Run `python SCRIPT FLAG NAME --ctx JSON` in a fresh interpreter (so its peak memory
     is its own) and return the JSON it printed."""
