@@ -26,7 +26,6 @@ from domicile.ledger.tiles import (
     TILE_WIDTH,
     BundleRef,
     TileRef,
-    encode_bundle,
     parse_path,
 )
 
@@ -120,10 +119,7 @@ async def tile(request: Request, region: str, path: str) -> Response:
 def _tile(request: Request, region: str, ref: TileRef | BundleRef, reach: int) -> Response:
     log = _log(request, region, reach)
     if isinstance(ref, BundleRef):
-        entries = log.bundle(ref.index)
-        if len(entries) < ref.width:
-            raise EntryNotFound(f"entry bundle {ref.index} holds only {len(entries)} entries")
-        body = encode_bundle(entries[: ref.width])
+        body = log.bundle_data(ref.index, ref.width)
     else:
         body = log.tile(ref.level, ref.index, ref.width)
     cache = IMMUTABLE if ref.width == TILE_WIDTH else "no-cache"

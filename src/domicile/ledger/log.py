@@ -34,6 +34,7 @@ from domicile.ledger.tiles import (
     MAX_ENTRY_SIZE,
     TILE_HEIGHT,
     TILE_WIDTH,
+    bundle_prefix,
     decode_bundle,
     encode_bundle,
 )
@@ -315,13 +316,29 @@ class RegionLog:
         state = self._state
         if state.edge_bundle[0] == index and state.edge_bundle[1]:
             return list(state.edge_bundle[1])
+        width, data = self._stored_bundle(state, index)
+        return decode_bundle(data, width)
+
+    def bundle_data(self, index: int, width: int) -> bytes:
+        """Bundle `index` cut to its first `width` entries, in the C2SP encoding: what is
+        stored, not decoded and encoded again (a monitor reads every bundle)."""
+        state = self._state
+        if state.edge_bundle[0] == index and state.edge_bundle[1]:
+            stored, data = len(state.edge_bundle[1]), state.edge_bundle[2]
+        else:
+            stored, data = self._stored_bundle(state, index)
+        if not 0 < width <= stored:
+            raise EntryNotFound(f"entry bundle {index} holds only {stored} entries")
+        return data if width == stored else bundle_prefix(data, width)
+
+    def _stored_bundle(self, state: _State, index: int) -> tuple[int, bytes]:
         with self.db.transaction(write=False) as tx:
             row = tx.execute(
                 "SELECT width, data FROM ledger_bundles WHERE idx = ?", (index,)
             ).fetchone()
         if row is None or index > (state.size - 1) >> TILE_HEIGHT:
             raise EntryNotFound(f"no entry bundle {index} in log `{self.origin}`")
-        return decode_bundle(bytes(row[1]), int(row[0]))
+        return int(row[0]), bytes(row[1])
 
     def entry(self, index: int) -> bytes:
         """One entry by index."""

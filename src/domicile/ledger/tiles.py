@@ -219,6 +219,18 @@ def decode_bundle(data: bytes, width: int | None = None) -> list[bytes]:
     return entries
 
 
+def bundle_prefix(data: bytes, width: int) -> bytes:
+    """The encoding of the first `width` entries of an encoded bundle (no entry is copied)."""
+    offset = 0
+    for _ in range(width):
+        if offset + 2 > len(data):
+            raise LedgerError("entry bundle ends inside a length prefix")
+        offset += 2 + int.from_bytes(data[offset : offset + 2], "big")
+    if offset > len(data):
+        raise LedgerError("entry bundle ends inside an entry")
+    return data[:offset]
+
+
 def tiles_for_size(size: int) -> Iterator[TileRef]:
     """Yield every hash tile, full and partial, of a tree of ``size`` leaves."""
     return tiles_to_write(0, size)

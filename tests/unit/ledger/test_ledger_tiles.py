@@ -25,6 +25,7 @@ from domicile.ledger.tiles import (
     BundleRef,
     TileRef,
     bundle_path,
+    bundle_prefix,
     bundles_for_size,
     bundles_to_write,
     decode_bundle,
@@ -330,3 +331,21 @@ def test_tile_reader_refuses_incomplete_subtrees() -> None:
     with pytest.raises(LedgerError):
         broken(0, 0)
     assert TILE_WIDTH == 256
+
+
+@given(st.lists(st.binary(max_size=300), min_size=1, max_size=TILE_WIDTH), st.data())
+def test_a_bundle_prefix_is_the_encoding_of_its_first_entries(
+    entries: list[bytes], data: st.DataObject
+) -> None:
+    width = data.draw(st.integers(0, len(entries)))
+    assert bundle_prefix(encode_bundle(entries), width) == (
+        encode_bundle(entries[:width]) if width else b""
+    )
+
+
+def test_a_bundle_prefix_refuses_a_cut_bundle() -> None:
+    encoded = encode_bundle([b"abc", b"defg"])
+    with pytest.raises(LedgerError, match="inside an entry"):
+        bundle_prefix(encoded[:-1], 2)
+    with pytest.raises(LedgerError, match="inside a length prefix"):
+        bundle_prefix(encoded[:6], 2)

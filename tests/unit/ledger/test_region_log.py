@@ -20,7 +20,7 @@ from domicile.ledger.merkle import (
 )
 from domicile.ledger.note import Ed25519Signer, generate_signer_key
 from domicile.ledger.sequencer import Sequencer
-from domicile.ledger.tiles import decode_tile
+from domicile.ledger.tiles import decode_tile, encode_bundle
 from domicile.storage.database import open_database
 from domicile.storage.url import StorageUrl
 
@@ -84,6 +84,18 @@ def test_tiles_hold_the_c2sp_hashes(log: RegionLog) -> None:
     assert log.bundle(2) == entries[512:]
     assert log.entry(699) == entries[699]
     assert log.index_of(leaf_hash(entries[300])) == 300
+
+
+def test_bundles_are_served_as_stored_cut_to_the_width_asked(log: RegionLog) -> None:
+    entries = fill(log, 700)  # bundles 0 and 1 full, bundle 2 (the edge) holds 188
+    for index, width in ((0, 256), (1, 1), (1, 100), (2, 188), (2, 5)):
+        first = index * 256
+        assert log.bundle_data(index, width) == encode_bundle(entries[first : first + width])
+    reopened_edge = RegionLog(ORIGIN, log.db, log.signer)  # the edge read back from disk
+    assert reopened_edge.bundle_data(2, 188) == log.bundle_data(2, 188)
+    for index, width in ((2, 189), (0, 0), (3, 1)):
+        with pytest.raises(EntryNotFound):
+            log.bundle_data(index, width)
 
 
 def test_every_entry_is_found_by_its_leaf_hash_as_the_log_grows(log: RegionLog) -> None:
