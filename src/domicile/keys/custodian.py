@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from domicile.errors import KeyDestroyed
 
 
-@dataclass(frozen=True)
-class Authorization:
-    """What the gateway shows the custodian: the decision that allowed the key's use."""
+class Authorization(NamedTuple):
+    """What the gateway shows the custodian: the decision that allowed the key's use (a
+    named tuple: a batch read makes one per record)."""
 
     decision_id: str
     action: str

@@ -14,17 +14,17 @@ changes leave a marker that `pending()` returns for recovery after a crash:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from domicile.errors import Conflict, SubjectErased, SubjectNotFound
 from domicile.storage.database import Database, Tx
 from domicile.storage.migrations import migrate
 
 
-@dataclass(frozen=True)
-class DirectoryEntry:
-    """Where a subject lives and what is in flight for it."""
+class DirectoryEntry(NamedTuple):
+    """Where a subject lives and what is in flight for it (a named tuple: a batch read
+    makes one per id)."""
 
     id: str
     home_region: str
