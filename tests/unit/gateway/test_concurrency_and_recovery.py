@@ -9,11 +9,13 @@ from collections.abc import Iterator
 import pytest
 
 from domicile.errors import Conflict, SubjectNotFound, VersionMismatch
+from domicile.gateway.pipeline import Gateway
 from domicile.gateway.relocation import RecoverySweeper, recover, relocate
 from domicile.ledger.entry import decode_entry
+from domicile.principals.store import Principal
 from domicile.runtime import Runtime, open_runtime
 from domicile.settings import Settings
-from domicile.vault.store import SubjectState
+from domicile.vault.store import SubjectState, Vault
 
 
 def test_eight_concurrent_writers_through_the_gateway(
@@ -239,6 +241,13 @@ def quick_recovery(settings: Settings) -> Iterator[Runtime]:
     rt.close()
 
 
+def _irish_service(rt: Runtime) -> tuple[Gateway, Principal, Vault]:
+    """The gateway, an Irish service principal, and the Irish vault."""
+    gw = rt.gateway
+    svc = gw.authenticate(rt.principals.add("svc", "Domicile EU Ltd", "IE", {"service"}))
+    return gw, svc, gw.regions["eu-ie"].vault
+
+
 def test_touch_freshens_only_reservations_still_registering(runtime: Runtime) -> None:
     directory = runtime.directory
     reserved, active = "a" * 32, "b" * 32
@@ -257,11 +266,7 @@ def test_a_registration_slower_than_the_recovery_window_is_kept_alive(
 ) -> None:
     """The store step outlasts the window while the sweeper runs, and a
     recovery with that window runs at its end: the reservation was kept fresh."""
-    gw = quick_recovery.gateway
-    svc = gw.authenticate(
-        quick_recovery.principals.add("svc", "Domicile EU Ltd", "IE", {"service"})
-    )
-    vault = gw.regions["eu-ie"].vault
+    gw, svc, vault = _irish_service(quick_recovery)
     insert_many = vault.insert_many
 
     def slow_insert(*args: object, **kwargs: object) -> None:
@@ -281,11 +286,7 @@ def test_a_crashed_registration_falls_idle_and_is_recovered(
 ) -> None:
     """The heartbeat ends with the registration: what a crash left goes idle and the
     sweeper undoes it."""
-    gw = quick_recovery.gateway
-    svc = gw.authenticate(
-        quick_recovery.principals.add("svc", "Domicile EU Ltd", "IE", {"service"})
-    )
-    vault = gw.regions["eu-ie"].vault
+    gw, svc, vault = _irish_service(quick_recovery)
     insert_many = vault.insert_many
 
     def crash_after(*args: object, **kwargs: object) -> None:
