@@ -67,7 +67,8 @@ from domicile.ledger.log import RegionLog
 from domicile.ledger.note import Ed25519Signer, generate_signer_key
 from domicile.ledger.sequencer import Sequencer
 from domicile.ledger.tiles import TILE_WIDTH
-from domicile.storage.database import PostgresDatabase, SqliteDatabase, drop_schema
+from domicile.storage.database import SqliteDatabase
+from domicile.storage.postgres import PostgresDatabase, drop_schema
 from domicile.storage.url import PostgresUrl, SqliteUrl
 
 ENTRY_SIZE = 200

@@ -55,7 +55,7 @@ from benchlib import (
 from domicile.demo import demo_people, demo_person
 from domicile.runtime import Runtime, open_runtime
 from domicile.settings import Settings
-from domicile.storage.database import drop_schema
+from domicile.storage.postgres import drop_schema
 from domicile.storage.url import PostgresUrl
 
 HTTP_COUNTRIES = ("IE", "DE", "NO", "US", "SG", "JP")

@@ -19,7 +19,8 @@ from fastapi.testclient import TestClient
 from domicile.api.app import create_app
 from domicile.runtime import Runtime, open_runtime
 from domicile.settings import Settings
-from domicile.storage.database import Database, drop_schema, open_database
+from domicile.storage.database import Database, open_database
+from domicile.storage.postgres import drop_schema
 from domicile.storage.url import PostgresUrl, SqliteUrl, StorageUrl
 
 IN_CI = os.environ.get("CI") == "true"

@@ -11,13 +11,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from domicile.errors import ConfigError, InvalidInput
 from domicile.migrate.mapping import MappingSpec
-from domicile.storage.database import PostgresDatabase, SqliteDatabase, open_database
+from domicile.storage.database import SqliteDatabase, open_database
 from domicile.storage.url import SqliteUrl, StorageUrl, parse_storage_url
+
+if TYPE_CHECKING:
+    from domicile.storage.postgres import PostgresDatabase
 
 _CHUNK = 400
 """Ids per delete or tombstone statement."""

@@ -7,21 +7,19 @@ dialect for the DDL, where the two differ (BLOB vs BYTEA, …).
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from itertools import chain
 from pathlib import Path
-from typing import Any, Literal, Protocol
-
-import psycopg
-from psycopg import sql
-from psycopg_pool import ConnectionPool, PoolTimeout
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from domicile.errors import Conflict, StorageError
-from domicile.storage.url import PostgresUrl, SqliteUrl, StorageUrl
+from domicile.storage.url import SqliteUrl, StorageUrl
+
+if TYPE_CHECKING:
+    from domicile.storage.postgres import PostgresDatabase
 
 Dialect = Literal["sqlite", "postgres"]
 Params = Sequence[Any]
@@ -156,99 +154,15 @@ def _open_sqlite(path: Path) -> sqlite3.Connection:
     return conn
 
 
-_PLACEHOLDER = re.compile(r"\?")
-
-
-class _PgTx:
-    """Adapts a psycopg connection to `Tx`: `?` placeholders become `%s`."""
-
-    __slots__ = ("_conn",)
-    _cache: dict[str, str] = {}  # noqa: RUF012 - shared translation cache, keys are our own SQL
-
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self._conn = conn
-
-    @classmethod
-    def _translate(cls, statement: str) -> str:
-        out = cls._cache.get(statement)
-        if out is None:
-            out = _PLACEHOLDER.sub("%s", statement)
-            cls._cache[statement] = out
-        return out
-
-    def execute(self, statement: str, params: Params = ()) -> Cursor:
-        """Run one statement."""
-        return self._conn.execute(self._translate(statement), params)
-
-    def executemany(self, statement: str, rows: Sequence[Params]) -> object:
-        """Run one statement for many parameter rows."""
-        with self._conn.cursor() as cur:
-            cur.executemany(self._translate(statement), rows)
-        return None
-
-
-class PostgresDatabase:
-    """A schema in a PostgreSQL database, reached through a connection pool."""
-
-    dialect: Dialect = "postgres"
-
-    def __init__(self, url: PostgresUrl, *, max_size: int = 16) -> None:
-        self.url = url
-        try:
-            with psycopg.connect(url.dsn, autocommit=True, connect_timeout=10) as conn:
-                conn.execute(
-                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(url.schema))
-                )
-        except psycopg.errors.UniqueViolation:
-            pass  # another process created it at the same moment
-        except psycopg.Error as exc:
-            raise StorageError(f"cannot reach postgresql for schema `{url.schema}`: {exc}") from exc
-        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            url.dsn,
-            min_size=1,
-            max_size=max_size,
-            kwargs={"options": f"-c search_path={url.schema}"},
-            open=True,
-        )
-
-    @contextmanager
-    def transaction(self, *, write: bool = True) -> Iterator[Tx]:
-        """Run a block in one transaction on a pooled connection."""
-        del write  # PostgreSQL takes row locks as the statements need them.
-        try:
-            with self._pool.connection() as conn, conn.transaction():
-                yield _PgTx(conn)
-        except psycopg.errors.IntegrityError as exc:
-            raise Conflict(f"constraint violated in schema `{self.url.schema}`: {exc}") from exc
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise StorageError(f"postgresql error in schema `{self.url.schema}`: {exc}") from exc
-
-    def query(self, statement: str, params: Params = ()) -> list[Any]:
-        """Run one read-only statement and return its rows."""
-        with self.transaction(write=False) as tx:
-            return tx.execute(statement, params).fetchall()
-
-    def close(self) -> None:
-        """Close the pool."""
-        self._pool.close()
-
-
 def open_database(url: StorageUrl) -> SqliteDatabase | PostgresDatabase:
     """Open the database a storage url names."""
     if isinstance(url, SqliteUrl):
         return SqliteDatabase(url)
+    # Imported here: psycopg costs a process about 25 MiB, and the preparing and export
+    # worker processes, which only ever see SQLite or no database, import this module.
+    from domicile.storage.postgres import PostgresDatabase
+
     return PostgresDatabase(url)
-
-
-def drop_schema(url: PostgresUrl) -> None:
-    """Drop a PostgreSQL schema and everything in it (tests and teardown only)."""
-    try:
-        with psycopg.connect(url.dsn, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(url.schema))
-            )
-    except psycopg.Error as exc:
-        raise StorageError(f"cannot drop schema `{url.schema}`: {exc}") from exc
 
 
 ROWS_PER_INSERT = 256

@@ -1,8 +1,10 @@
-"""Storage urls, versioned migrations and group commit."""
+"""Storage urls, versioned migrations, group commit, and what loads psycopg."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -141,3 +143,14 @@ def test_group_commit_serves_event_loop_callers_beside_threads() -> None:
     assert loop_ran_while_writing.is_set()
     assert sorted(written) == [*range(5), *range(100, 110), 200]
     assert all(written[first] == n for n, first in results.items())
+
+
+def test_the_bulk_worker_processes_do_not_load_psycopg() -> None:
+    """A migration's preparing processes and an export's workers import these modules and
+    never talk to PostgreSQL; psycopg would cost each of them about 25 MiB."""
+    probe = (
+        "import sys, domicile.migrate.feeder, domicile.gateway.export_pages;"
+        " print('psycopg' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

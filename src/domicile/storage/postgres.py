@@ -1,0 +1,108 @@
+"""The PostgreSQL `Database`: a schema reached through a connection pool (psycopg).
+
+Its own module so that a process that never talks to PostgreSQL (a migration's preparing
+processes, an export's workers) does not import psycopg: `open_database` imports it only
+for a PostgreSQL url.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from domicile.errors import Conflict, StorageError
+from domicile.storage.database import Cursor, Dialect, Params, Tx
+from domicile.storage.url import PostgresUrl
+
+_PLACEHOLDER = re.compile(r"\?")
+
+
+class _PgTx:
+    """Adapts a psycopg connection to `Tx`: `?` placeholders become `%s`."""
+
+    __slots__ = ("_conn",)
+    _cache: dict[str, str] = {}  # noqa: RUF012 - shared translation cache, keys are our own SQL
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    @classmethod
+    def _translate(cls, statement: str) -> str:
+        out = cls._cache.get(statement)
+        if out is None:
+            out = _PLACEHOLDER.sub("%s", statement)
+            cls._cache[statement] = out
+        return out
+
+    def execute(self, statement: str, params: Params = ()) -> Cursor:
+        """Run one statement."""
+        return self._conn.execute(self._translate(statement), params)
+
+    def executemany(self, statement: str, rows: Sequence[Params]) -> object:
+        """Run one statement for many parameter rows."""
+        with self._conn.cursor() as cur:
+            cur.executemany(self._translate(statement), rows)
+        return None
+
+
+class PostgresDatabase:
+    """A schema in a PostgreSQL database, reached through a connection pool."""
+
+    dialect: Dialect = "postgres"
+
+    def __init__(self, url: PostgresUrl, *, max_size: int = 16) -> None:
+        self.url = url
+        try:
+            with psycopg.connect(url.dsn, autocommit=True, connect_timeout=10) as conn:
+                conn.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(url.schema))
+                )
+        except psycopg.errors.UniqueViolation:
+            pass  # another process created it at the same moment
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot reach postgresql for schema `{url.schema}`: {exc}") from exc
+        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            url.dsn,
+            min_size=1,
+            max_size=max_size,
+            kwargs={"options": f"-c search_path={url.schema}"},
+            open=True,
+        )
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[Tx]:
+        """Run a block in one transaction on a pooled connection."""
+        del write  # PostgreSQL takes row locks as the statements need them.
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                yield _PgTx(conn)
+        except psycopg.errors.IntegrityError as exc:
+            raise Conflict(f"constraint violated in schema `{self.url.schema}`: {exc}") from exc
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise StorageError(f"postgresql error in schema `{self.url.schema}`: {exc}") from exc
+
+    def query(self, statement: str, params: Params = ()) -> list[Any]:
+        """Run one read-only statement and return its rows."""
+        with self.transaction(write=False) as tx:
+            return tx.execute(statement, params).fetchall()
+
+    def close(self) -> None:
+        """Close the pool."""
+        self._pool.close()
+
+
+def drop_schema(url: PostgresUrl) -> None:
+    """Drop a PostgreSQL schema and everything in it (tests and teardown only)."""
+    try:
+        with psycopg.connect(url.dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(url.schema))
+            )
+    except psycopg.Error as exc:
+        raise StorageError(f"cannot drop schema `{url.schema}`: {exc}") from exc
