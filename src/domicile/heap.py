@@ -20,11 +20,12 @@ YOUNG_THRESHOLD = 20_000
 
 @contextmanager
 def long_lived_heap() -> Iterator[None]:
-    """While the block runs, what exists on entry is frozen out of the collector, and
+    """While the block runs, what is alive on entry is frozen out of the collector, and
     the youngest generation is collected less often. Both are undone on exit, so a
     process that runs many blocks (the tests start many apps) keeps none of their
     garbage frozen."""
     thresholds = gc.get_threshold()
+    gc.collect()  # garbage frozen now would be kept until the block ends
     gc.freeze()
     gc.set_threshold(max(YOUNG_THRESHOLD, thresholds[0]), *thresholds[1:])
     try:
