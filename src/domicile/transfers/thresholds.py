@@ -44,6 +44,7 @@ AGREEMENT_CLASS = "subjects"
 """Data class of an agreement's own yearly volume counter (every subject sent)."""
 
 _CHUNK = 500
+_LOOKUP = 5000  # refs per SQLite query for those already counted (under its parameter limit)
 _REF_LABEL = b"domicile-transfer-ref/v1\x00"
 
 
@@ -310,7 +311,7 @@ class ThresholdCounter:
                     refs = sorted(set(chunk))
                     seen_any = seen_any or bool(refs)
                     for counter in counters:
-                        self._add(tx, counter, refs, now_s, cutoff)
+                        self._add(tx, self.db.dialect, counter, refs, now_s, cutoff)
                 statuses = self._statuses(counters)
                 if any(c.level == "blocked" for c in statuses):
                     raise _Blocked
@@ -400,17 +401,11 @@ class ThresholdCounter:
         counter.expired_through = cutoff
 
     @staticmethod
-    def _add(tx: Tx, counter: _Counter, refs: Sequence[str], now_s: int, cutoff: int) -> None:
-        """Tally and record one chunk of distinct refs for one counter."""
-        marks = ", ".join("?" * len(refs))
-        existing: dict[str, int] = {
-            str(r[0]): int(r[1])
-            for r in tx.execute(
-                "SELECT subject_ref, last_at FROM transfer_subjects WHERE scope = ?"
-                f" AND data_class = ? AND subject_ref IN ({marks})",
-                (counter.scope, counter.data_class, *refs),
-            ).fetchall()
-        }
+    def _add(
+        tx: Tx, dialect: str, counter: _Counter, refs: Sequence[str], now_s: int, cutoff: int
+    ) -> None:
+        """Tally and record one chunk of distinct refs (sorted) for one counter."""
+        existing = _counted_before(tx, dialect, counter, refs)
         live_after = counter.expired_through
         scope, data_class = counter.scope, counter.data_class
         # Never sent before (most refs of a large export): new in the window, and in the
@@ -481,6 +476,33 @@ class ThresholdCounter:
                 )
             cursor = tx.execute("DELETE FROM transfer_subjects WHERE last_at <= ?", (cutoff,))
             return int(cursor.rowcount)
+
+
+def _counted_before(tx: Tx, dialect: str, counter: _Counter, refs: Sequence[str]) -> dict[str, int]:
+    """The last time each of `refs` that this counter holds was counted."""
+    if dialect == "postgres":
+        # One array parameter joined to the primary key. An `IN (…)` or `= ANY(…)` list,
+        # once psycopg has prepared the statement and PostgreSQL has gone over to a
+        # generic plan, is planned as a scan of the window index that filters every
+        # ref of the scope: seconds per chunk instead of milliseconds.
+        rows = tx.execute(
+            "SELECT s.subject_ref, s.last_at FROM unnest(?::text[]) AS r (ref)"
+            " JOIN transfer_subjects s ON s.scope = ? AND s.data_class = ?"
+            " AND s.subject_ref = r.ref",
+            (list(refs), counter.scope, counter.data_class),
+        ).fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+    out: dict[str, int] = {}
+    for start in range(0, len(refs), _LOOKUP):
+        part = refs[start : start + _LOOKUP]
+        marks = ", ".join("?" * len(part))
+        for r in tx.execute(
+            "SELECT subject_ref, last_at FROM transfer_subjects WHERE scope = ?"
+            f" AND data_class = ? AND subject_ref IN ({marks})",
+            (counter.scope, counter.data_class, *part),
+        ).fetchall():
+            out[str(r[0])] = int(r[1])
+    return out
 
 
 def _move_buckets(tx: Tx, counter: _Counter, moves: Mapping[int, int]) -> None:

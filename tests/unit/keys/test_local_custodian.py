@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import stat
 from pathlib import Path
 
@@ -106,3 +107,35 @@ def test_subject_ref_is_stable_and_unlinkable_after_shredding(tmp_path: Path) ->
     assert custodian.subject_ref("s1") != ref  # the salt is gone: old entries unlinkable
     custodian.close()
     other.close()
+
+
+def test_keys_of_the_rowid_keyring_are_carried_over(tmp_path: Path) -> None:
+    """A keyring whose data keys sit in the first schema's rowid table opens with every
+    key, destroyed mark and subject ref as it was, in the rebuilt table."""
+    custodian = LocalCustodian("eu-ie", tmp_path / "keys")
+    keys = custodian.create_data_keys(["s1", "s2", "s3"], AUTH)
+    custodian.destroy_data_key("s2", AUTH)
+    ref = custodian.subject_ref("s1")
+    custodian.close()
+    conn = sqlite3.connect(tmp_path / "keys" / "keyring.db", isolation_level=None)
+    conn.execute("BEGIN")
+    rows = conn.execute("SELECT * FROM data_keys").fetchall()
+    conn.execute("DROP TABLE data_keys")
+    conn.execute(
+        "CREATE TABLE data_keys (subject_id TEXT PRIMARY KEY, kek_id INTEGER NOT NULL,"
+        " wrapped BLOB NOT NULL, ref_salt BLOB NOT NULL, destroyed INTEGER NOT NULL DEFAULT 0)"
+    )
+    conn.executemany("INSERT INTO data_keys VALUES (?, ?, ?, ?, ?)", rows)
+    conn.execute("DELETE FROM schema_migrations WHERE component = 'keyring' AND version = 3")
+    conn.execute("COMMIT")
+    conn.close()
+    custodian = LocalCustodian("eu-ie", tmp_path / "keys")
+    try:
+        (sql,) = custodian._db.query("SELECT sql FROM sqlite_master WHERE name = 'data_keys'")[0]
+        assert "WITHOUT ROWID" in sql
+        got = custodian.unwrap_data_keys([(s, AUTH) for s in ("s1", "s2", "s3")])
+        assert (got["s1"], got["s3"]) == (keys["s1"], keys["s3"])
+        assert isinstance(got["s2"], KeyDestroyed)
+        assert custodian.subject_ref("s1") == ref
+    finally:
+        custodian.close()

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from domicile.storage.database import Database
+from domicile.storage.database import Database, open_database
+from domicile.storage.url import SqliteUrl
 from domicile.transfers import ThresholdConfig, ThresholdCounter
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -108,3 +110,60 @@ def test_refs_that_left_the_window_are_pruned_once_an_hour(db: Database) -> None
     send(["d"], old)  # within the hour: no prune, the row stays until the next one
     assert db.query("SELECT COUNT(*) FROM transfer_subjects")[0][0] == 2
     assert counter.count("country:US", CLASS, now) == 1
+
+
+def test_a_chunk_larger_than_one_lookup_counts_each_ref_once(db: Database) -> None:
+    """An export hands the counter chunks of tens of thousands of refs; the lookup of
+    those already counted is split, and none is counted twice or missed."""
+    counter = _counter(db, 100_000)
+    fields = {"email": "pseudonymise"}
+    first = [counter.subject_ref(f"s{i}") for i in range(30_000)]
+    assert counter.check_and_count_refs(
+        destination_country="US", fields=fields, ref_chunks=[first], at=T0
+    ).counted
+    later = T0 + timedelta(hours=1)
+    # 70,000 refs: more parameters than one PostgreSQL statement takes (65,535), or a
+    # SQLite one as built by default (32,766); 10,000 seen before, 60,000 new.
+    again = [counter.subject_ref(f"s{i}") for i in range(20_000, 90_000)]
+    status = counter.check_and_count_refs(
+        destination_country="US", fields=fields, ref_chunks=[again], at=later
+    )
+    (c,) = status.counters
+    assert (c.before, c.after, status.new_subjects) == (30_000, 90_000, 60_000)
+    assert counter.count("country:US", CLASS, later) == 90_000
+    assert db.query("SELECT COUNT(*) FROM transfer_subjects")[0][0] == 90_000
+
+
+def test_refs_counted_under_the_rowid_table_are_carried_over(tmp_path: Path) -> None:
+    """A SQLite counter whose refs were stored in the first schema's rowid table keeps
+    every ref, last time and running total when the table is rebuilt."""
+    db = open_database(SqliteUrl(tmp_path / "control.db"))
+    counter = _counter(db, 100)
+    refs = [counter.subject_ref(f"s{i}") for i in range(10)]
+    assert counter.check_and_count_refs(
+        destination_country="US", fields={"email": "pseudonymise"}, ref_chunks=[refs], at=T0
+    ).counted
+    with db.transaction() as tx:  # back to the rowid table of migration 0001
+        rows = tx.execute("SELECT * FROM transfer_subjects").fetchall()
+        tx.execute("DROP TABLE transfer_subjects")
+        tx.execute(
+            "CREATE TABLE transfer_subjects (scope TEXT NOT NULL, data_class TEXT NOT NULL,"
+            " subject_ref TEXT NOT NULL, last_at INTEGER NOT NULL,"
+            " PRIMARY KEY (scope, data_class, subject_ref))"
+        )
+        tx.executemany("INSERT INTO transfer_subjects VALUES (?, ?, ?, ?)", rows)
+        tx.execute("DELETE FROM schema_migrations WHERE component = 'transfers' AND version = 3")
+    db.close()
+    db = open_database(SqliteUrl(tmp_path / "control.db"))
+    try:
+        counter = _counter(db, 100)
+        (sql,) = db.query("SELECT sql FROM sqlite_master WHERE name = 'transfer_subjects'")[0]
+        assert "WITHOUT ROWID" in sql
+        assert counter.count("country:US", CLASS, T0) == 10
+        status = counter.check_and_count_refs(
+            destination_country="US", fields={"email": "pseudonymise"},
+            ref_chunks=[[*refs[5:], counter.subject_ref("new")]], at=T0 + timedelta(hours=1),
+        )  # fmt: skip
+        assert (status.counters[0].before, status.counters[0].after) == (10, 11)
+    finally:
+        db.close()
