@@ -102,35 +102,43 @@ class PageSpooler:
         self._recipe = recipe
         self._names = sorted(recipe.plan)
         self._subject = Pseudonymiser(recipe.domain_key, "subject_id")
-        if opener is None:
-            region = recipe.region
-            compiled = CanonicalTransform(
+        self._open = opener
+        self._compiled = (
+            CanonicalTransform(
                 recipe.plan, _RecipeKeys(recipe), domain=recipe.domain, decode=decode_canonical
             )
+            if opener is None
+            else None
+        )
 
-            def opener(sid: str, key: bytes, sealed: Mapping[str, bytes]) -> dict[str, JsonValue]:
-                return compiled.apply(open_fields(key, sid, region, sealed))
-
-        self._open: Opener = opener
+    def _values(self, rows: Sequence[Row], keys: Mapping[str, bytes]) -> list[dict[str, JsonValue]]:
+        """Each row's fields as they are sent; {} for a row without a key or values."""
+        region, names = self._recipe.region, self._names
+        sealed: list[tuple[str, bytes, dict[str, bytes]]] = []  # (id, key, sealed) per row
+        for sid, stored in rows:
+            key = keys.get(sid)
+            values = unpack_sealed(sid, region, stored, names) if key is not None else {}
+            sealed.append((sid, key or b"", values))
+        if self._compiled is None:
+            assert self._open is not None
+            opener = self._open
+            return [opener(sid, key, values) if values else {} for sid, key, values in sealed]
+        # The standard plan: open every row, then transform the page at once.
+        opened = [open_fields(key, sid, region, values) if values else {}
+                  for sid, key, values in sealed]  # fmt: skip
+        return self._compiled.apply_many(opened)
 
     def page(self, rows: Sequence[Row], keys: Mapping[str, bytes]) -> PageOut:
         """The lines of `rows`; a row without a key in `keys` is sent with no fields
         (it holds none of them). Raise IntegrityError on a tampered value."""
-        region, names, qis = self._recipe.region, self._names, self._recipe.quasi_identifiers
-        refs, opener = self._recipe.refs, self._open
+        qis, refs = self._recipe.quasi_identifiers, self._recipe.refs
         subjects = encode_pseudonyms(
             [self._subject.mac(canonical_value("subject_id", sid)) for sid, _ in rows]
         )
         lines: list[bytes] = []
         ref_text: list[str] = []
         classes: Counter[Hashable] = Counter()
-        for (sid, stored), subject in zip(rows, subjects, strict=True):
-            key = keys.get(sid)
-            values = {}
-            if key is not None:
-                sealed = unpack_sealed(sid, region, stored, names)
-                if sealed:
-                    values = opener(sid, key, sealed)
+        for (sid, _), subject, values in zip(rows, subjects, self._values(rows, keys), strict=True):
             lines.append(_line(subject, values))
             ref_text.append(refs(sid))
             classes[freeze([values.get(q) for q in qis])] += 1

@@ -8,7 +8,7 @@ Names are the catalog's (`TRANSFORMS` in ``domicile.catalog.catalog``) plus
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from domicile.catalog.catalog import TRANSFORMS, JsonValue
@@ -202,15 +202,26 @@ class CanonicalTransform:
 
     def apply(self, canonical: Mapping[str, bytes]) -> dict[str, JsonValue]:
         """Return every planned field transformed; suppressed and unplanned ones left out."""
-        out: dict[str, JsonValue] = {}
-        names: list[str] = []
+        return self.apply_many([canonical])[0]
+
+    def apply_many(self, records: Sequence[Mapping[str, bytes]]) -> list[dict[str, JsonValue]]:
+        """`apply` for each of `records`, with the pseudonyms of all of them encoded in one
+        `encode_pseudonyms` pass (most of the cost of a pseudonym is its encoding when
+        it is done a record at a time)."""
+        outs: list[dict[str, JsonValue]] = []
+        places: list[tuple[dict[str, JsonValue], str]] = []
         macs: list[bytes] = []
-        for name, data in canonical.items():
-            pseudonymiser = self._pseudonymisers.get(name)
-            if pseudonymiser is not None:
-                names.append(name)
-                macs.append(pseudonymiser.mac(data))
-            elif (step := self._steps.get(name)) is not None:
-                out[name] = step(data)
-        out.update(zip(names, encode_pseudonyms(macs), strict=True))
-        return out
+        pseudonymisers, steps = self._pseudonymisers, self._steps
+        for canonical in records:
+            out: dict[str, JsonValue] = {}
+            for name, data in canonical.items():
+                pseudonymiser = pseudonymisers.get(name)
+                if pseudonymiser is not None:
+                    places.append((out, name))
+                    macs.append(pseudonymiser.mac(data))
+                elif (step := steps.get(name)) is not None:
+                    out[name] = step(data)
+            outs.append(out)
+        for (out, name), pseudonym in zip(places, encode_pseudonyms(macs), strict=True):
+            out[name] = pseudonym
+        return outs

@@ -65,3 +65,22 @@ def test_canonical_transform_equals_transform_values(choice: st.DataObject) -> N
     canonical = {name: CATALOG.encode(name, value) for name, value in values.items()}
     fast = CanonicalTransform(plan, KEYS, domain="eu-us", decode=CATALOG.decode)
     assert fast.apply(canonical) == transform_values(plan, values, KEYS, domain="eu-us")
+
+
+@settings(max_examples=40)
+@given(choice=st.data())
+def test_a_page_transformed_at_once_equals_each_record_on_its_own(choice: st.DataObject) -> None:
+    """`apply_many` encodes the pseudonyms of a whole page in one pass; every record still
+    gets exactly its own fields, whatever each record holds (none, some, all)."""
+    plan: dict[str, FieldPlan] = {}
+    for name, spec in CATALOG.fields.items():
+        fitting = sorted(t for t, types in FITS.items() if types is None or spec.type in types)
+        plan[name] = FieldPlan(name, spec.type, choice.draw(st.sampled_from(fitting)))
+    values = CATALOG.validate(EXAMPLES)
+    subsets = choice.draw(st.lists(st.sets(st.sampled_from(sorted(values))), max_size=8))
+    records = [{name: values[name] for name in sorted(subset)} for subset in subsets]
+    canonical = [{n: CATALOG.encode(n, v) for n, v in record.items()} for record in records]
+    fast = CanonicalTransform(plan, KEYS, domain="eu-us", decode=CATALOG.decode)
+    assert fast.apply_many(canonical) == [
+        transform_values(plan, record, KEYS, domain="eu-us") for record in records
+    ]
