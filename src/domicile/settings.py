@@ -7,6 +7,9 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_RECOVERY_IDLE = 300.0
+"""Seconds a registration or relocation must be idle before recovery takes it over."""
+
 
 class Settings(BaseSettings):
     """Settings of the gateway and CLI; every field can be set as `DOMICILE_<NAME>`."""
@@ -40,7 +43,7 @@ class Settings(BaseSettings):
     )
     checkpoint_interval: float = Field(1.0, gt=0, description="seconds between checkpoints")
     recovery_idle: float = Field(
-        300.0,
+        DEFAULT_RECOVERY_IDLE,
         ge=0,
         description="seconds a registration or relocation must be idle before recovery undoes"
         " or finishes it (another process on the same directory may own a recent one); swept"

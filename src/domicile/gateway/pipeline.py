@@ -39,6 +39,7 @@ from domicile.principals.store import Principal, PrincipalStore
 from domicile.residency.directory import SubjectDirectory
 from domicile.residency.heartbeat import ReservationHeartbeat
 from domicile.residency.topology import Topology
+from domicile.settings import DEFAULT_RECOVERY_IDLE
 from domicile.vault.store import SealedRecord, SubjectState, Vault
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ class Gateway:
         max_field_bytes: int | None = None,
         max_batch_ids: int = 1000,
         transfers: TransferDesk | None = None,
-        recovery_idle: float = 300.0,
+        recovery_idle: float = DEFAULT_RECOVERY_IDLE,
     ) -> None:
         self.topology = topology
         self.catalog = catalog

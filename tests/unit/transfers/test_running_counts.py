@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
-from domicile.storage.database import Database, open_database
-from domicile.storage.url import SqliteUrl
+from domicile.storage.database import Database
 from domicile.transfers import ThresholdConfig, ThresholdCounter
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -132,38 +130,3 @@ def test_a_chunk_larger_than_one_lookup_counts_each_ref_once(db: Database) -> No
     assert (c.before, c.after, status.new_subjects) == (30_000, 90_000, 60_000)
     assert counter.count("country:US", CLASS, later) == 90_000
     assert db.query("SELECT COUNT(*) FROM transfer_subjects")[0][0] == 90_000
-
-
-def test_refs_counted_under_the_rowid_table_are_carried_over(tmp_path: Path) -> None:
-    """A SQLite counter whose refs were stored in the first schema's rowid table keeps
-    every ref, last time and running total when the table is rebuilt."""
-    db = open_database(SqliteUrl(tmp_path / "control.db"))
-    counter = _counter(db, 100)
-    refs = [counter.subject_ref(f"s{i}") for i in range(10)]
-    assert counter.check_and_count_refs(
-        destination_country="US", fields={"email": "pseudonymise"}, ref_chunks=[refs], at=T0
-    ).counted
-    with db.transaction() as tx:  # back to the rowid table of migration 0001
-        rows = tx.execute("SELECT * FROM transfer_subjects").fetchall()
-        tx.execute("DROP TABLE transfer_subjects")
-        tx.execute(
-            "CREATE TABLE transfer_subjects (scope TEXT NOT NULL, data_class TEXT NOT NULL,"
-            " subject_ref TEXT NOT NULL, last_at INTEGER NOT NULL,"
-            " PRIMARY KEY (scope, data_class, subject_ref))"
-        )
-        tx.executemany("INSERT INTO transfer_subjects VALUES (?, ?, ?, ?)", rows)
-        tx.execute("DELETE FROM schema_migrations WHERE component = 'transfers' AND version = 3")
-    db.close()
-    db = open_database(SqliteUrl(tmp_path / "control.db"))
-    try:
-        counter = _counter(db, 100)
-        (sql,) = db.query("SELECT sql FROM sqlite_master WHERE name = 'transfer_subjects'")[0]
-        assert "WITHOUT ROWID" in sql
-        assert counter.count("country:US", CLASS, T0) == 10
-        status = counter.check_and_count_refs(
-            destination_country="US", fields={"email": "pseudonymise"},
-            ref_chunks=[[*refs[5:], counter.subject_ref("new")]], at=T0 + timedelta(hours=1),
-        )  # fmt: skip
-        assert (status.counters[0].before, status.counters[0].after) == (10, 11)
-    finally:
-        db.close()
