@@ -307,13 +307,26 @@ class ProgressStore:
         out: set[str] = set()
         for start in range(0, len(keys), 500):
             chunk = list(keys[start : start + 500])
-            marks = ", ".join("?" for _ in chunk)
-            rows = self.db.query(
-                "SELECT r.legacy_key FROM migrate_rows r JOIN migrate_batches b"
-                " ON b.source_id = r.source_id AND b.batch_id = r.batch_id"
-                f" WHERE r.source_id = ? AND b.state <> 'copying' AND r.legacy_key IN ({marks})",
-                (self.source_id, *chunk),
-            )
+            if self.db.dialect == "postgres":
+                # One array joined to the primary key: an `IN (…)` list, once the prepared
+                # statement goes over to a generic plan, is planned as a walk of the
+                # batch index over every row of the source (2.4 s a chunk at 200k rows).
+                rows = self.db.query(
+                    "SELECT r.legacy_key FROM unnest(?::text[]) AS k (key)"
+                    " JOIN migrate_rows r ON r.source_id = ? AND r.legacy_key = k.key"
+                    " JOIN migrate_batches b"
+                    " ON b.source_id = r.source_id AND b.batch_id = r.batch_id"
+                    " WHERE b.state <> 'copying'",
+                    (chunk, self.source_id),
+                )
+            else:
+                marks = ", ".join("?" for _ in chunk)
+                rows = self.db.query(
+                    "SELECT r.legacy_key FROM migrate_rows r JOIN migrate_batches b"
+                    " ON b.source_id = r.source_id AND b.batch_id = r.batch_id WHERE"
+                    f" r.source_id = ? AND b.state <> 'copying' AND r.legacy_key IN ({marks})",
+                    (self.source_id, *chunk),
+                )
             out.update(str(r[0]) for r in rows)
         return out
 
