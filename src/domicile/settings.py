@@ -48,8 +48,9 @@ class Settings(BaseSettings):
         description="seconds a registration or relocation must be idle before recovery undoes"
         " or finishes it (another process on the same directory may own a recent one); swept"
         " at start and every as many seconds; 0: everything at start, no sweeps. A"
-        " registration in flight touches its reservations every quarter of it, so only a"
-        " crashed one goes idle; processes sharing a directory should use the same value",
+        " registration in flight touches its reservations every quarter of it (at least every"
+        " 15 s), so only a crashed one goes idle; processes sharing a directory with a window"
+        " under a minute should use the same value",
     )
     witnesses: list[str] = Field(
         default_factory=list,

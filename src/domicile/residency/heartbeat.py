@@ -25,6 +25,11 @@ log = logging.getLogger("domicile.residency")
 BEATS_PER_WINDOW = 4
 """Touches per idle window: a beat may be late by three quarters of the window (a slow
 touch, a busy process) before recovery could take the registration for dead."""
+MAX_BEAT_INTERVAL = 15.0
+"""The longest wait between touches, whatever the window. Another process on the same
+directory may run with a shorter `recovery_idle` than this one's: with this cap, one
+whose window is at least `BEATS_PER_WINDOW` times it (a minute) never takes this
+process's registrations for dead."""
 
 
 class ReservationHeartbeat:
@@ -41,8 +46,9 @@ class ReservationHeartbeat:
     @classmethod
     def for_window(cls, directory: SubjectDirectory, idle_for: float) -> ReservationHeartbeat:
         """A heartbeat for recovery that undoes what was idle `idle_for` seconds (0: none,
-        since such a recovery runs only at start and waits for nothing)."""
-        return cls(directory, idle_for / BEATS_PER_WINDOW)
+        since such a recovery runs only at start and waits for nothing): every quarter of
+        the window, and at least every `MAX_BEAT_INTERVAL` seconds."""
+        return cls(directory, min(idle_for / BEATS_PER_WINDOW, MAX_BEAT_INTERVAL))
 
     @contextmanager
     def keep(self, subject_ids: Sequence[str]) -> Iterator[None]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from domicile.residency import heartbeat as heartbeat_module
 from domicile.residency.directory import SubjectDirectory
 from domicile.residency.heartbeat import ReservationHeartbeat
 from domicile.storage.database import Database
@@ -55,3 +57,30 @@ def test_no_window_means_no_beats(database: Database) -> None:
     with heartbeat.keep(["a" * 32]):
         pass
     heartbeat.stop()
+
+
+def test_a_long_window_still_beats_often_enough_for_a_shorter_one(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process with an hour's window keeps its registrations fresh for a process on
+    the same directory whose window is much shorter (scaled down: beats capped at
+    0.05 s, the other window 0.4 s)."""
+    monkeypatch.setattr(heartbeat_module, "MAX_BEAT_INTERVAL", 0.05)
+    directory = SubjectDirectory(database)
+    held = "c" * 32
+    directory.reserve([(held, "eu-ie")])
+    heartbeat = ReservationHeartbeat.for_window(directory, 3600)
+    assert heartbeat.interval == 0.05
+    seen_idle = []
+    try:
+        with heartbeat.keep([held]):
+            deadline = time.monotonic() + 1.2
+            while time.monotonic() < deadline:
+                since = (datetime.now(UTC) - timedelta(seconds=0.4)).isoformat(
+                    timespec="microseconds"
+                )
+                seen_idle += [e.id for e in directory.pending(since)]
+                time.sleep(0.05)
+    finally:
+        heartbeat.stop()
+    assert held not in seen_idle
