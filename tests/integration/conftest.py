@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -24,16 +25,18 @@ def bin_dir() -> Path:
     return Path(sys.executable).parent
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """`domicile up` in a fresh directory, as a user would start it."""
+@contextmanager
+def _domicile_up(cwd: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`domicile up` in `cwd` (with `env` on top of this process's), as a user would
+    start it; yields its URL and stops it afterwards."""
     port = free_port()
-    os.symlink(Path(sys.prefix), tmp_path / ".venv")
-    log = tmp_path / "up.log"
+    os.symlink(Path(sys.prefix), cwd / ".venv")
+    log = cwd / "up.log"
     with log.open("w") as sink:
         proc = subprocess.Popen(
             [str(bin_dir() / "domicile"), "up", "--port", str(port)],
-            cwd=tmp_path,
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
@@ -50,9 +53,32 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     else:
         proc.kill()
         pytest.fail("domicile up did not come up within 60 s")
-    yield url, tmp_path
-    proc.terminate()
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """`domicile up` in a fresh directory on the embedded default (SQLite files)."""
+    with _domicile_up(tmp_path) as url:
+        yield url, tmp_path
+
+
+@pytest.fixture
+def pg_storage_env(pg_dsn: str, pg_prefix: str) -> dict[str, str]:
+    """The environment that puts a gateway's stores in fresh PostgreSQL schemas, as the
+    README's production section sets it."""
+    return {"DOMICILE_STORAGE_URL": f"{pg_dsn}?schema={pg_prefix}"}
+
+
+@pytest.fixture
+def pg_server(tmp_path: Path, pg_storage_env: dict[str, str]) -> Iterator[tuple[str, Path]]:
+    """`domicile up` in a fresh directory with every store in PostgreSQL."""
+    with _domicile_up(tmp_path, pg_storage_env) as url:
+        yield url, tmp_path

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import httpx
+import psycopg
+from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -27,10 +29,11 @@ def bin_dir() -> Path:
     return Path(sys.executable).parent
 
 
-def test_readme_tour_runs_as_written(server: tuple[str, Path]) -> None:
-    url, cwd = server
+def run_tour(url: str, cwd: Path, extra_env: dict[str, str] | None = None) -> None:
+    """Run the README's shell tour and its Python tour against the gateway at `url`, in
+    `cwd` (its data directory's parent), and check what a reader is told to expect."""
     script = block_after("tour")
-    env = {**os.environ, "DOMICILE_URL": url}
+    env = {**os.environ, "DOMICILE_URL": url, **(extra_env or {})}
     env.pop("DOMICILE_DATA_DIR", None)
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script + '\necho; echo "SVC=$SVC"'],
@@ -65,6 +68,31 @@ def test_readme_tour_runs_as_written(server: tuple[str, Path]) -> None:
     assert python.returncode == 0, python.stderr
     assert python.stdout.splitlines()[0] == "eu-no"
     assert "ingrid@example.org" in python.stdout
+
+
+def test_readme_tour_runs_as_written(server: tuple[str, Path]) -> None:
+    run_tour(*server)
+
+
+def test_readme_tour_runs_on_postgresql(
+    pg_server: tuple[str, Path], pg_storage_env: dict[str, str], pg_dsn: str, pg_prefix: str
+) -> None:
+    """The tour against a gateway started as the production section says, with the
+    CLI's commands given the same storage URL; the vaults, ledgers, directory and
+    principals are then in PostgreSQL, and only the custodians' keyrings stay on local
+    disk (as the README says)."""
+    url, cwd = pg_server
+    run_tour(url, cwd, pg_storage_env)
+    data = cwd / "domicile-data"
+    local = sorted(str(p.relative_to(data)) for p in data.rglob("*.db"))
+    assert local == [f"regions/{r}/keys/keyring.db" for r in ("ap-sg", "eu-ie", "eu-no", "us")]
+    with psycopg.connect(pg_dsn) as conn:
+        tombstones = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}.subjects WHERE state = 'erased'").format(
+                sql.Identifier(f"{pg_prefix}_us")
+            )
+        ).fetchone()
+    assert tombstones == (1,)  # Lena's tombstone, in the us region's schema
 
 
 def test_cli_errors_are_one_line_and_nonzero(server: tuple[str, Path]) -> None:
