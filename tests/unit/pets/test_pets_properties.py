@@ -160,9 +160,21 @@ def test_addresses_of_a_slash_24_share_the_prefix(net: int, a: int, b: int) -> N
 
 @given(net=st.integers(0, 2**48 - 1), a=st.integers(0, 2**80 - 1), b=st.integers(0, 2**80 - 1))
 def test_addresses_of_a_slash_48_share_the_prefix(net: int, a: int, b: int) -> None:
-    first, second = (str(ipaddress.IPv6Address((net << 80) | host)) for host in (a, b))
+    addresses = [ipaddress.IPv6Address((net << 80) | host) for host in (a, b)]
+    assume(all(address.ipv4_mapped is None for address in addresses))  # IPv4 hosts: below
+    first, second = map(str, addresses)
     assert generalise_ip("f", first) == generalise_ip("f", second)
     assert generalise_ip("f", first).endswith("/48")
+
+
+@given(host=st.integers(0, 2**32 - 1))
+def test_an_ipv4_mapped_address_is_cut_as_the_ipv4_host_it_is(host: int) -> None:
+    """`::ffff:a.b.c.d` is an IPv4 host: it gets the /24 that a.b.c.d gets (cut as an
+    IPv6 address it would be `::/48`, the same for every IPv4 host)."""
+    ipv4 = ipaddress.IPv4Address(host)
+    mapped = str(ipaddress.IPv6Address((0xFFFF << 32) | host))
+    assert generalise_ip("f", mapped) == generalise_ip("f", str(ipv4))
+    assert generalise_ip("f", mapped).endswith("/24")
 
 
 @given(
