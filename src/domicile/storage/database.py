@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from itertools import chain
@@ -139,16 +140,38 @@ class SqliteDatabase:
         self._local = threading.local()
 
 
+_BUSY_SECONDS = 30.0  # how long a statement waits for another connection's lock
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch to write-ahead logging. Processes opening one new file at once each try
+    the switch, and SQLite answers "locked" to all but one without waiting for it (the
+    busy timeout does not cover this lock), so the others retry while the timeout lasts."""
+    deadline = time.monotonic() + _BUSY_SECONDS
+    delay = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
 def _open_sqlite(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
+        conn = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=_BUSY_SECONDS
+        )
+        _use_wal(conn)
         # FULL: a commit is on disk before it is acknowledged.
         conn.execute("PRAGMA synchronous=FULL")
         # Overwrite deleted content so shredded ciphertext and keys leave no pages behind.
         conn.execute("PRAGMA secure_delete=ON")
-        conn.execute("PRAGMA busy_timeout=30000")
     except sqlite3.Error as exc:
         raise StorageError(f"cannot open sqlite database `{path}`: {exc}") from exc
     return conn

@@ -23,6 +23,10 @@ _TRACK_TABLE = (
     " PRIMARY KEY (component, version))"
 )
 
+# A transaction-scoped advisory lock per schema (its name hashed), in a key space of
+# its own (the first number) so no other use of advisory locks can collide with it.
+_PG_LOCK = "SELECT pg_advisory_xact_lock(1685025127, hashtext(current_schema()))"
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -54,6 +58,12 @@ def migrate(db: Database, component: str, package: str) -> int:
     latest = scripts[-1].version if scripts else 0
     try:
         with db.transaction() as tx:
+            if db.dialect == "postgres":
+                # Processes starting at once on a fresh schema would each create its
+                # tables, and PostgreSQL refuses all but the first CREATE TABLE of a
+                # name. The lock, held to the end of this transaction, makes the others
+                # wait and then find the scripts applied (SQLite: BEGIN IMMEDIATE).
+                tx.execute(_PG_LOCK)
             tx.execute(_TRACK_TABLE)
             rows = tx.execute(
                 "SELECT version FROM schema_migrations WHERE component = ?", (component,)

@@ -6,12 +6,13 @@ import asyncio
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from domicile.errors import ConfigError, MigrationError
-from domicile.storage.database import SqliteDatabase
+from domicile.storage.database import Database, SqliteDatabase, open_database
 from domicile.storage.group_commit import GroupCommit
 from domicile.storage.migrations import load_migrations, migrate
 from domicile.storage.url import PostgresUrl, SqliteUrl, parse_storage_url, with_schema
@@ -154,3 +155,74 @@ def test_the_bulk_worker_processes_do_not_load_psycopg() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.postgres
+def test_processes_starting_at_once_on_a_fresh_postgresql_schema_all_migrate(
+    pg_dsn: str, pg_prefix: str
+) -> None:
+    """Gateways started together against a new database each migrate its schemas; none
+    fails on another's half-created tables (PostgreSQL's catalog refuses the second
+    CREATE TABLE of a name until the first commits, and then refuses it outright)."""
+    for trial in range(6):
+        url = PostgresUrl(pg_dsn, f"{pg_prefix}_{trial}")
+        barrier = threading.Barrier(4)
+        failures: list[BaseException] = []
+        databases = [open_database(url) for _ in range(4)]
+
+        def start(
+            db: Database,
+            barrier: threading.Barrier = barrier,
+            failures: list[BaseException] = failures,
+        ) -> None:
+            barrier.wait()
+            try:
+                migrate(db, "ledger", "domicile.ledger")
+            except BaseException as exc:  # reported below, with the trial
+                failures.append(exc)
+
+        threads = [threading.Thread(target=start, args=(db,)) for db in databases]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for db in databases:
+            db.close()
+        assert not failures, f"trial {trial}: {failures[0]}"
+        check = open_database(url)
+        try:
+            applied = check.query("SELECT count(*) FROM schema_migrations")[0][0]
+        finally:
+            check.close()
+        assert applied == len(load_migrations("domicile.ledger", "postgres"))
+
+
+def test_processes_opening_one_new_sqlite_file_at_once_all_open_it(tmp_path: Path) -> None:
+    """The first connections to a new file race to switch it to WAL; SQLite answers all
+    but one "locked" at once, without its busy timeout, so each must wait its turn."""
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from domicile.storage.database import SqliteDatabase\n"
+        "from domicile.storage.url import SqliteUrl\n"
+        "start = float(sys.argv[2])\n"
+        "while time.time() < start: time.sleep(0.0005)\n"
+        "db = SqliteDatabase(SqliteUrl(Path(sys.argv[1])))\n"
+        "with db.transaction() as tx:\n"
+        "    tx.execute('CREATE TABLE IF NOT EXISTS t (x)')\n"
+        "print(db.query('PRAGMA journal_mode')[0][0])\n"
+    )
+    for trial in range(4):
+        path = tmp_path / f"new-{trial}.db"
+        start = f"{time.time() + 1.5}"
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", script, str(path), start],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        outputs = [proc.communicate(timeout=60)[0] for proc in procs]
+        assert outputs == ["wal\n"] * 4, outputs
