@@ -6,8 +6,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from domicile import keyfiles
 from domicile.demo import ensure_demo_principals, seed_subjects
-from domicile.errors import PrincipalNotFound
+from domicile.errors import Conflict, PrincipalNotFound
 from domicile.runtime import Runtime
 
 ADMIN_ID = "admin"
@@ -22,11 +23,11 @@ def ensure_admin(runtime: Runtime) -> Path:
             return path
         token = runtime.principals.issue_token(ADMIN_ID)
     except PrincipalNotFound:
-        token = runtime.principals.add(ADMIN_ID, "operator", "IE", {"admin"})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
+        try:
+            token = runtime.principals.add(ADMIN_ID, "operator", "IE", {"admin"})
+        except Conflict:  # made just now by a process starting beside this one
+            token = runtime.principals.issue_token(ADMIN_ID)
+    keyfiles.replace(path, (token + "\n").encode())  # a reader sees one whole token
     return path
 
 

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from domicile.errors import AccessDenied, ConfigError, Conflict, IntegrityError, KeyDestroyed
+from domicile.keyfiles import load_or_create
 from domicile.keys.custodian import Authorization, UnwrapRecord
 from domicile.keys.envelope import NONCE_BYTES, new_data_key, open_sealed_with, seal
 from domicile.pets.keyed import KeyedMac
@@ -284,11 +285,11 @@ class LocalCustodian:
 
 
 def _load_or_create_kek(path: Path) -> bytes:
-    if path.exists():
-        key = path.read_bytes()
-        if len(key) != 32:
-            raise ConfigError(f"key-encryption key `{path}` is not 32 bytes")
-        return key
+    # Made whole or not at all: two processes starting at once use one KEK.
+    key = load_or_create(path, lambda: os.urandom(32))
+    if len(key) != 32:
+        raise ConfigError(f"key-encryption key `{path}` is not 32 bytes")
+    return key
     key = os.urandom(32)
     # O_EXCL: two processes starting at once never write two different KEKs.
     try:

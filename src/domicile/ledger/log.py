@@ -446,22 +446,22 @@ class RegionLog:
             root = state.compact.root()
             note = sign_checkpoint(Checkpoint(self.origin, state.size, root), [self.signer])
             with self.db.transaction() as tx:
-                existing = tx.execute(
-                    "SELECT root FROM ledger_checkpoints WHERE size = ?", (state.size,)
+                # Another process on the same store (a second gateway on PostgreSQL) may
+                # sign this size at the same moment: the first insert stands, and ours
+                # must have the same root.
+                tx.execute(
+                    "INSERT INTO ledger_checkpoints (size, root, note, signed_at)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (size) DO NOTHING",
+                    (state.size, root, note, _now()),
+                )
+                stored = tx.execute(
+                    "SELECT root, note FROM ledger_checkpoints WHERE size = ?", (state.size,)
                 ).fetchone()
-                if existing is not None:
-                    if not hmac.compare_digest(bytes(existing[0]), root):
-                        raise LedgerError(
-                            f"log `{self.origin}` refused to sign a second root for size"
-                            f" {state.size}"
-                        )
-                else:
-                    tx.execute(
-                        "INSERT INTO ledger_checkpoints (size, root, note, signed_at)"
-                        " VALUES (?, ?, ?, ?)",
-                        (state.size, root, note, _now()),
-                    )
-            return SignedCheckpoint(state.size, root, note)
+            if not hmac.compare_digest(bytes(stored[0]), root):
+                raise LedgerError(
+                    f"log `{self.origin}` refused to sign a second root for size {state.size}"
+                )
+            return SignedCheckpoint(state.size, root, str(stored[1]))
 
     def add_cosignature(self, size: int, witness: str, line: str) -> None:
         """Keep a witness's verified cosignature line for the checkpoint at `size`."""

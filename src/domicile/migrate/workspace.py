@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from domicile.errors import ConfigError
+from domicile.keyfiles import load_or_create
 from domicile.ledger.keys import load_or_create_signer
 from domicile.ledger.note import Ed25519Signer
 
@@ -24,12 +25,11 @@ def migrate_dir(data_dir: Path) -> Path:
 
 
 def load_or_create_secret(path: Path) -> bytes:
-    """The digest secret at `path`, made (O_EXCL, 0600, fsynced) on first use."""
-    if path.exists():
-        secret = path.read_bytes()
-        if len(secret) != 32:
-            raise ConfigError(f"migration secret `{path}` is not 32 bytes")
-        return secret
+    """The digest secret at `path`, made (0600, whole or not at all) on first use."""
+    secret = load_or_create(path, lambda: os.urandom(32))
+    if len(secret) != 32:
+        raise ConfigError(f"migration secret `{path}` is not 32 bytes")
+    return secret
     # Written aside, then linked into place: the file appears whole or not at all.
     secret = os.urandom(32)
     temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -52,7 +52,6 @@ def certificate_signer(data_dir: Path, log_origin: str) -> Ed25519Signer:
     folder = migrate_dir(data_dir)
     name = log_origin.rsplit("/", 1)[0] + "/migrate" if "/" in log_origin else "migrate"
     signer = load_or_create_signer(folder / "certificate.key", name)
-    vkey = folder / "certificate.vkey"
-    if not vkey.exists():
-        vkey.write_text(signer.verifier().verifier_key + "\n")
+    verifier_key = signer.verifier().verifier_key
+    load_or_create(folder / "certificate.vkey", lambda: (verifier_key + "\n").encode())
     return signer

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from domicile.errors import CryptoError, LedgerError, MalformedNote
+from domicile.keyfiles import load_or_create
 from domicile.ledger.checkpoint import Checkpoint, open_checkpoint
 from domicile.ledger.cosignature import Cosigner, generate_cosigner_key
 from domicile.ledger.merkle import verify_consistency
@@ -41,13 +42,12 @@ class Answer:
 
 def load_or_create_cosigner(data_dir: Path, name: str) -> Cosigner:
     """The witness key in `data_dir/witness.key` (mode 0600), made on first use."""
-    path = data_dir / KEY_FILE
-    if not path.exists():
-        signer_key, _ = generate_cosigner_key(name)
-        data_dir.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(signer_key + "\n")
-    return Cosigner.from_key(path.read_text().strip())
+
+    def make() -> bytes:
+        return (generate_cosigner_key(name)[0] + "\n").encode()
+
+    text = load_or_create(data_dir / KEY_FILE, make)
+    return Cosigner.from_key(text.decode().strip())
 
 
 def parse_request(body: bytes) -> tuple[int, list[bytes], bytes]:
