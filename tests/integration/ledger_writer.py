@@ -2,7 +2,8 @@
 
 Used by test_ledger_crash.py: each acknowledged append is written to the ack file
 (index and SHA-256 of the entry) only after `Sequencer.append` returned, i.e. after
-the batch committed. Usage: ledger_writer.py DB KEY ACKS TRIAL
+the batch committed. Usage: ledger_writer.py STORE KEY ACKS TRIAL, where STORE is a
+SQLite file's path or a storage URL (`postgresql://…?schema=…`).
 """
 
 from __future__ import annotations
@@ -17,15 +18,16 @@ from pathlib import Path
 from domicile.ledger.keys import load_or_create_signer
 from domicile.ledger.log import RegionLog
 from domicile.ledger.sequencer import Checkpointer, Sequencer
-from domicile.storage.database import SqliteDatabase
-from domicile.storage.url import SqliteUrl
+from domicile.storage.database import open_database
+from domicile.storage.url import SqliteUrl, parse_storage_url
 
 ORIGIN = "crash.example/log/eu-ie"
 
 
 def main() -> None:
-    db, key, acks, trial = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
-    log = RegionLog(ORIGIN, SqliteDatabase(SqliteUrl(db)), load_or_create_signer(key, ORIGIN))
+    store, key, acks, trial = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4]
+    url = parse_storage_url(store) if store.startswith("postgresql://") else SqliteUrl(Path(store))
+    log = RegionLog(ORIGIN, open_database(url), load_or_create_signer(key, ORIGIN))
     sequencer = Sequencer(log)
     Checkpointer([log], interval=0.02).start()
     fd = os.open(acks, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

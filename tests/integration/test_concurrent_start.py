@@ -39,7 +39,9 @@ def _start_together(data_dir: Path, storage: str | None) -> list[tuple[str, str]
     return [(out.split()[1], out.split()[2]) for out in outputs]
 
 
-def _each_reads_every_subject(data_dir: Path, storage: str | None, started: list) -> None:
+def _each_reads_every_subject(
+    data_dir: Path, storage: str | None, started: list[tuple[str, str]]
+) -> None:
     runtime = open_runtime(Settings(data_dir=data_dir, storage_url=storage))
     try:
         for token, _ in started:
