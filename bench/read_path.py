@@ -3,8 +3,11 @@
 Both servers run under the same uvicorn settings (bench/serve.py), on 127.0.0.1, and are
 loaded by the same wrk command in the same run, in alternating rounds so that the noise
 of a shared machine falls on both. Prints the median of the rounds and the ratio
-Domicile / bare (the issue's target: Domicile at least 70% of bare throughput). Nothing
-is asserted: a timing is a figure, not a test.
+Domicile / bare, against the targets for the read path with the whole pipeline (a Cedar
+decision, a durable ledger append, custody and its unwrap record): at least 60% of bare
+throughput and a p99 at most 3x bare's. (The first target, 70%, was set for the read
+path before the gateway pipeline existed.) Nothing is asserted: a timing is a figure,
+not a test.
 
     .venv/bin/python bench/read_path.py [--seconds 10] [--rounds 3] [-t 2] [-c 32] [--json]
 """
@@ -38,7 +41,8 @@ from domicile.demo import demo_people
 from domicile.runtime import open_runtime
 from domicile.settings import Settings
 
-TARGET = 0.70
+TARGET = 0.60  # Domicile's throughput over bare's, at least
+P99_LIMIT = 3.0  # Domicile's p99 over bare's, at most
 FIELDS = ("email", "phone")
 PERSON = {
     "full_name": "Aoife Murphy",
@@ -204,6 +208,7 @@ def main() -> int:
             "p50": ratio(summary["domicile"]["p50_ms"], summary["bare"]["p50_ms"]),
             "p99": ratio(summary["domicile"]["p99_ms"], summary["bare"]["p99_ms"]),
             "target_throughput": TARGET,
+            "target_p99_at_most": P99_LIMIT,
         },
         "problems": problems,
     }
@@ -247,9 +252,11 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
     print(table(["", "req/s (median)", "p50 ms", "p99 ms", "req/s per round"], rows))
     print()
     verdict = "meets" if r["throughput"] >= TARGET else "is below"
+    tail = "meets" if r["p99"] <= P99_LIMIT else "is above"
     print(
         f"Domicile serves {r['throughput']:.0%} of bare throughput; {verdict} the"
-        f" {TARGET:.0%} target (a figure from one run on a shared machine, not a test)."
+        f" {TARGET:.0%} target. Its p99 is {r['p99']:.2f}x bare's; {tail} the"
+        f" {P99_LIMIT:g}x limit (figures from one run on a shared machine, not a test)."
     )
     for problem in report["problems"]:
         print(f"PROBLEM: {problem}")
