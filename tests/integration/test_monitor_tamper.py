@@ -268,14 +268,16 @@ def test_decryption_without_decision(world: World, tmp_path: Path) -> None:
     monitor = _monitor(world, tmp_path / "m", _proxy(world.api))
     assert monitor.run_once() == 0
     db = sqlite3.connect(world.settings.data_dir / "regions" / "eu-ie" / "keys" / "keyring.db")
-    columns = [r[1] for r in db.execute("PRAGMA table_info(unwraps)")]
-    last = db.execute("SELECT * FROM unwraps ORDER BY id DESC LIMIT 1").fetchone()
-    row = dict(zip(columns, last, strict=True))
-    row.pop("id")
-    row["ledger_index"] = 3  # not an allow decision for this subject
-    row["decision_id"] = "f" * 32
-    db.execute(f"INSERT INTO unwraps ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-               list(row.values()))  # fmt: skip
+    last_id, action, at, refs = db.execute(
+        "SELECT last_id, action, unwrapped_at, subject_refs FROM unwrap_groups"
+        " ORDER BY last_id DESC LIMIT 1"
+    ).fetchone()
+    # One more unwrap of a subject seen before, pointing at no allow decision for it.
+    db.execute(
+        "INSERT INTO unwrap_groups (last_id, count, decision_id, ledger_index, action,"
+        " unwrapped_at, subject_refs) VALUES (?, 1, ?, 3, ?, ?, ?)",
+        (last_id + 1, "f" * 32, action, at, refs[:32]),
+    )
     db.commit()
     db.close()
     monitor.run_once()

@@ -40,6 +40,7 @@ from domicile.storage.url import SqliteUrl
 
 _KEK_ID = 1
 _REF_CACHE = 100_000
+_REF_HEX = 32  # hex digits of a subject ref (128 bits)
 
 
 class LocalCustodian:
@@ -191,13 +192,29 @@ class LocalCustodian:
         return out, records
 
     def _write_unwraps(self, records: list[tuple[str, str, int, str, str]]) -> int:
+        """Store records (ref, decision id, ledger index, action, time) in groups: a run
+        of records that differ only in their ref is one row (see keyring migration 0004)."""
+        groups: list[tuple[tuple[str, int, str, str], list[str]]] = []
+        for ref, decision_id, ledger_index, action, at in records:
+            key = (decision_id, ledger_index, action, at)
+            if groups and groups[-1][0] == key:
+                groups[-1][1].append(ref)
+            else:
+                groups.append((key, [ref]))
         with self._db.transaction() as tx:
+            last = int(
+                tx.execute("SELECT COALESCE(MAX(last_id), 0) FROM unwrap_groups").fetchone()[0]
+            )
+            rows = []
+            for (decision_id, ledger_index, action, at), refs in groups:
+                last += len(refs)
+                rows.append((last, len(refs), decision_id, ledger_index, action, at, "".join(refs)))
             insert_values(
                 tx,
-                "INSERT INTO unwraps (subject_ref, decision_id, ledger_index, action,"
-                " unwrapped_at) VALUES",
-                "(?, ?, ?, ?, ?)",
-                records,
+                "INSERT INTO unwrap_groups (last_id, count, decision_id, ledger_index, action,"
+                " unwrapped_at, subject_refs) VALUES",
+                "(?, ?, ?, ?, ?, ?, ?)",
+                rows,
             )
         return 0
 
@@ -205,14 +222,22 @@ class LocalCustodian:
         """The custodian's record of unwraps with id > `after`, oldest first."""
         with self._db.transaction(write=False) as tx:
             rows = tx.execute(
-                "SELECT id, subject_ref, decision_id, ledger_index, action, unwrapped_at"
-                " FROM unwraps WHERE id > ? ORDER BY id LIMIT ?",
-                (after, limit),
+                "SELECT last_id, count, decision_id, ledger_index, action, unwrapped_at,"
+                " subject_refs FROM unwrap_groups WHERE last_id > ? ORDER BY last_id LIMIT ?",
+                (after, limit),  # a group holds one record or more: `limit` groups suffice
             ).fetchall()
-        return [
-            UnwrapRecord(int(r[0]), str(r[1]), str(r[2]), int(r[3]), str(r[4]), str(r[5]))
-            for r in rows
-        ]
+        out: list[UnwrapRecord] = []
+        for last, count, decision_id, ledger_index, action, at, refs in rows:
+            if len(refs) != _REF_HEX * count:
+                raise IntegrityError(f"an unwrap record of `{self.region}` is malformed")
+            first = last - count + 1
+            for record_id in range(max(first, after + 1), last + 1):
+                at_ref = _REF_HEX * (record_id - first)
+                ref = refs[at_ref : at_ref + _REF_HEX]
+                out.append(UnwrapRecord(record_id, ref, decision_id, ledger_index, action, at))
+                if len(out) == limit:
+                    return out
+        return out
 
     def destroy_data_key(self, subject_id: str, authorization: Authorization) -> None:
         """Overwrite and mark a subject's data key destroyed (secure_delete wipes the page)."""

@@ -139,3 +139,62 @@ def test_keys_of_the_rowid_keyring_are_carried_over(tmp_path: Path) -> None:
         assert custodian.subject_ref("s1") == ref
     finally:
         custodian.close()
+
+
+def test_the_unwraps_of_a_page_are_one_stored_group_of_records(tmp_path: Path) -> None:
+    """An export page's unwraps (one call, one decision) are kept as one row, and still
+    come back one record per subject, in order, with ids of their own that page across
+    the rows however `after` and `limit` cut them."""
+    custodian = LocalCustodian("eu-ie", tmp_path / "keys")
+    subjects = [f"s{n}" for n in range(10)]
+    custodian.create_data_keys(subjects, AUTH)
+    page = Authorization("d-export", "transfer", 40)
+    custodian.unwrap_data_keys([(s, page) for s in subjects[:7]])
+    custodian.unwrap_data_key(subjects[7], Authorization("d-read", "read", 41))
+    custodian.unwrap_data_keys([(s, page) for s in subjects[8:]])
+    try:
+        records = custodian.unwraps()
+        assert [r.id for r in records] == list(range(1, 11))
+        assert [r.subject_ref for r in records] == [custodian.subject_ref(s) for s in subjects]
+        assert [r.decision_id for r in records] == ["d-export"] * 7 + ["d-read"] + ["d-export"] * 2
+        assert {(r.ledger_index, r.action) for r in records[:7]} == {(40, "transfer")}
+        assert custodian._db.query("SELECT count(*) FROM unwrap_groups") == [(3,)]
+        assert custodian.unwraps(after=3, limit=2) == records[3:5]  # inside the first group
+        assert custodian.unwraps(after=5, limit=4) == records[5:9]  # across all three
+        assert custodian.unwraps(after=10) == []
+    finally:
+        custodian.close()
+
+
+def test_unwrap_records_of_the_row_per_unwrap_table_are_carried_over(tmp_path: Path) -> None:
+    """A keyring that kept one row per unwrap opens with every record as it was, and new
+    unwraps get ids after the old ones."""
+    custodian = LocalCustodian("eu-ie", tmp_path / "keys")
+    custodian.create_data_keys(["s1", "s2"], AUTH)
+    custodian.unwrap_data_keys([("s1", AUTH), ("s2", AUTH)])
+    custodian.unwrap_data_key("s2", Authorization("d2", "read", 8))
+    before = custodian.unwraps()
+    custodian.close()
+    conn = sqlite3.connect(tmp_path / "keys" / "keyring.db", isolation_level=None)
+    conn.execute("BEGIN")
+    conn.execute("DROP TABLE unwrap_groups")
+    conn.execute(
+        "CREATE TABLE unwraps (id INTEGER PRIMARY KEY AUTOINCREMENT, subject_ref TEXT NOT NULL,"
+        " decision_id TEXT NOT NULL, ledger_index INTEGER NOT NULL, action TEXT NOT NULL,"
+        " unwrapped_at TEXT NOT NULL)"
+    )
+    conn.executemany(
+        "INSERT INTO unwraps VALUES (?, ?, ?, ?, ?, ?)",
+        [(r.id, r.subject_ref, r.decision_id, r.ledger_index, r.action, r.unwrapped_at)
+         for r in before],
+    )  # fmt: skip
+    conn.execute("DELETE FROM schema_migrations WHERE component = 'keyring' AND version = 4")
+    conn.execute("COMMIT")
+    conn.close()
+    custodian = LocalCustodian("eu-ie", tmp_path / "keys")
+    try:
+        assert custodian.unwraps() == before
+        custodian.unwrap_data_key("s1", Authorization("d3", "read", 9))
+        assert [r.id for r in custodian.unwraps()] == [1, 2, 3, 4]
+    finally:
+        custodian.close()
