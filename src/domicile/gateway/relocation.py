@@ -151,6 +151,9 @@ def recover(gateway: Gateway, *, idle_for: float = 0.0) -> int:
         for e in gateway.directory.pending(since if idle_for > 0 else None)
         if e.reserved_by is None
     ]
+    # Another process's recovery may have read the same entries: each is finished or
+    # undone by the one that claims it, so a move is not recorded twice.
+    pending = gateway.directory.claim(pending)
     unregistered = [e for e in pending if e.state == "registering"]
     by_region: dict[str, list[str]] = {}
     for entry in unregistered:

@@ -34,6 +34,8 @@ class DirectoryEntry(NamedTuple):
     reserved_by: str | None = None
     """Who holds a `registering` reservation: None for a gateway, `migration` for a
     migration page (only the migration's own recovery may undo it)."""
+    updated_at: str | None = None
+    """When the entry last changed, as `pending` read it (what `claim` compares)."""
 
 
 def _now() -> str:
@@ -51,6 +53,7 @@ def _entry(row: tuple[object, ...]) -> DirectoryEntry:
         moving_to=None if row[3] is None else str(row[3]),
         moved_from=None if row[4] is None else str(row[4]),
         reserved_by=None if len(row) < 6 or row[5] is None else str(row[5]),
+        updated_at=None if len(row) < 7 else str(row[6]),
     )
 
 
@@ -204,11 +207,28 @@ class SubjectDirectory:
         idle = "" if idle_since is None else " AND updated_at < ?"
         with self.db.transaction(write=False) as tx:
             rows = tx.execute(
-                f"SELECT {_COLUMNS}, reserved_by FROM subject_directory WHERE (state ="
+                f"SELECT {_COLUMNS}, reserved_by, updated_at FROM subject_directory WHERE (state ="
                 f" 'registering' OR moving_to IS NOT NULL OR moved_from IS NOT NULL){idle}",
                 () if idle_since is None else (idle_since,),
             ).fetchall()
         return [_entry(r) for r in rows]
+
+    def claim(self, entries: Sequence[DirectoryEntry]) -> list[DirectoryEntry]:
+        """Those of `entries` (as `pending` read them) that nobody changed since, each
+        taken by bumping its `updated_at` in one compare-and-set: of two recoveries that
+        read the same entry (two gateways on one directory) only one goes on with it, and
+        the other's `pending` leaves it alone while it is fresh."""
+        now = _now()
+        claimed: list[DirectoryEntry] = []
+        with self.db.transaction() as tx:
+            for entry in entries:
+                cursor = tx.execute(
+                    "UPDATE subject_directory SET updated_at = ? WHERE id = ? AND updated_at = ?",
+                    (now, entry.id, entry.updated_at),
+                )
+                if cursor.rowcount == 1:
+                    claimed.append(entry._replace(updated_at=now))
+        return claimed
 
     def counts(self) -> dict[str, int]:
         """Number of active subjects per home region."""

@@ -304,3 +304,45 @@ def test_a_crashed_registration_falls_idle_and_is_recovered(
         time.sleep(0.05)
     assert quick_recovery.directory.pending() == []
     assert vault.count() == 0
+
+
+def test_two_recoveries_of_one_crashed_move_record_it_once(
+    runtime: Runtime, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two gateways on one directory sweep at the same moment and both read the same move
+    a crash left after the switch: one of them finishes it, and the move is in each log
+    once (a second `relocation` pair would tell the monitor the subject moved twice)."""
+    gw = runtime.gateway
+    svc = gw.authenticate(tokens["svc"])
+    sid, _ = gw.register(svc, "IE", {"email": "r@example.org"})
+    original = gw.regions["eu-ie"].custodian.destroy_data_key
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise Crash  # dead after the switch, before the origin is shredded
+
+    monkeypatch.setattr(gw.regions["eu-ie"].custodian, "destroy_data_key", crash)
+    with pytest.raises(Crash):
+        relocate(gw, svc, sid, "US")
+    monkeypatch.setattr(gw.regions["eu-ie"].custodian, "destroy_data_key", original)
+    read = gw.directory.pending
+    both_read = threading.Barrier(2)
+
+    def pending(idle_since: str | None = None) -> list[object]:
+        entries = read(idle_since)
+        both_read.wait(timeout=10)  # neither goes on before the other has read the move
+        return entries
+
+    monkeypatch.setattr(gw.directory, "pending", pending)
+    done: list[int] = []
+    sweeps = [threading.Thread(target=lambda: done.append(recover(gw))) for _ in range(2)]
+    for sweep in sweeps:
+        sweep.start()
+    for sweep in sweeps:
+        sweep.join()
+    assert sorted(done) == [0, 1]
+    assert read() == []
+    for region in ("eu-ie", "us"):
+        moves = [
+            e for e in map(decode_entry, _entries(runtime, region)) if e["kind"] == "relocation"
+        ]
+        assert len(moves) == 1, region
