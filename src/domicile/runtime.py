@@ -33,6 +33,7 @@ from domicile.ledger.witnessing import Witness
 from domicile.pets.keys import SECRET_BYTES, LocalPetKeys, PetKeys
 from domicile.policy.adapter import CedarDecider
 from domicile.policy.engine import PolicyEngine
+from domicile.policy.record import ledger_record
 from domicile.principals.store import PrincipalStore
 from domicile.residency.directory import SubjectDirectory
 from domicile.residency.topology import Region, Topology, load_topology
@@ -71,16 +72,19 @@ class Runtime:
     """Recovers what was left idle by a crash elsewhere (None when `recovery_idle` is 0)."""
 
     def reload_policy(self) -> dict[str, Any]:
-        """Re-read the policy files, activate them, and record the version in every region."""
-        self.policy.reload(
+        """Re-read the policy files, record the new version in every region, then activate
+        it: if it cannot be recorded (a ledger that fails, an entry too large), the version
+        in force stays, so no decision is ever made under a version the logs lack."""
+        with self.policy.reloading(
             self.settings.policy_file,
             schema=self.settings.policy_schema_file,
             config=self.settings.policy_config_file,
-        )
-        record = self.policy.snapshot.version_record()
-        self.gateway.record(
-            [Event("policy-version", name, record) for name in self.topology.regions]
-        )
+        ) as snapshot:
+            record = snapshot.version_record()
+            entry = ledger_record(record)  # ConfigError if too large: nothing activated
+            self.gateway.record(
+                [Event("policy-version", name, entry) for name in self.topology.regions]
+            )
         return record
 
     def close(self) -> None:
@@ -165,9 +169,10 @@ def _start_events(
     topology: Topology, catalog: Catalog, engine: PolicyEngine, build: str
 ) -> list[Event]:
     events: list[Event] = []
+    policy_entry = ledger_record(engine.snapshot.version_record())
     for name in topology.regions:
         events.append(Event("gateway-build", name, {"digest": build, "version": __version__}))
-        events.append(Event("policy-version", name, engine.snapshot.version_record()))
+        events.append(Event("policy-version", name, policy_entry))
         events.append(
             Event(
                 "catalog-version",

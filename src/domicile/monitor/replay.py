@@ -43,6 +43,7 @@ from domicile.policy.model import (
     SettingResource,
 )
 from domicile.policy.places import locate
+from domicile.policy.record import texts_of
 from domicile.policy.snapshot import PolicySource, build_snapshot
 from domicile.residency.topology import Topology
 
@@ -80,9 +81,10 @@ def engine_from_record(record: Mapping[str, Any]) -> PolicyEngine:
         security_entities=MappingProxyType(dict(document["security_entities"])),
         approval_steps=MappingProxyType(dict(document["approval_steps"])),
     )
+    policies, schema = texts_of(record)  # as written, or compressed (a large set)
     snapshot = build_snapshot(
-        PolicySource(str(record["policies"]), str(record.get("policies_origin", "<ledger>"))),
-        PolicySource(str(record["schema"]), str(record.get("schema_origin", "<ledger>"))),
+        PolicySource(policies, str(record.get("policies_origin", "<ledger>"))),
+        PolicySource(schema, str(record.get("schema_origin", "<ledger>"))),
         config,
         generation=int(record.get("generation", 1)),
     )

@@ -16,6 +16,7 @@ import click
 
 from domicile.errors import DomicileError
 from domicile.policy.engine import PolicyEngine
+from domicile.policy.record import ledger_record
 from domicile.policy.testcases import load_test_cases, parse_test_cases, run_test_cases
 from domicile.residency.topology import Topology, load_topology
 
@@ -69,6 +70,10 @@ def policy() -> None:
 def validate(policies: Path | None, schema: Path | None, config: Path | None) -> None:
     """Validate policies against the schema and print the policy hash."""
     engine = _load(policies, schema, config)
+    try:
+        ledger_record(engine.snapshot.version_record())  # the gateway could record it
+    except DomicileError as exc:
+        _fail(str(exc))
     count = len(engine.snapshot.ids)
     click.echo(f"ok: {count} policies validate against the schema")
     click.echo(f"policy hash: {engine.policy_hash}")

@@ -21,7 +21,8 @@ import json
 import re
 import secrets
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import MappingProxyType
 
@@ -376,18 +377,36 @@ class PolicyEngine:
         A `str` is policy (or schema) text, a `Path` a file to read. If anything is
         wrong, ConfigError says why and the version in force stays active.
         """
-        with self._reload_lock:  # one reload at a time, so generations stay ordered
-            current = self._snapshot
-            snapshot = build_snapshot(
-                current.policies
-                if policies is None
-                else _source(policies, "policy file", "<policies>"),
-                current.schema if schema is None else _source(schema, "schema", "<schema>"),
-                current.config if config is None else _config(config),
-                generation=current.generation + 1,
-            )
-            self._snapshot = _fitting(snapshot)  # the one assignment that activates it
+        with self.reloading(policies, schema=schema, config=config) as snapshot:
+            pass
         return snapshot.policy_hash
+
+    @contextmanager
+    def reloading(
+        self,
+        policies: str | Path | None = None,
+        *,
+        schema: str | Path | None = None,
+        config: PolicyConfig | Path | None = None,
+    ) -> Iterator[PolicySnapshot]:
+        """`reload` in two steps: the block gets the new version, built and checked but not
+        yet in force, to record it; the version is activated when the block ends, and not
+        at all if the block raises (a version that could not be recorded never decides).
+        One reload at a time, so generations stay ordered."""
+        with self._reload_lock:
+            current = self._snapshot
+            snapshot = _fitting(
+                build_snapshot(
+                    current.policies
+                    if policies is None
+                    else _source(policies, "policy file", "<policies>"),
+                    current.schema if schema is None else _source(schema, "schema", "<schema>"),
+                    current.config if config is None else _config(config),
+                    generation=current.generation + 1,
+                )
+            )
+            yield snapshot
+            self._snapshot = snapshot  # the one assignment that activates it
 
     def decide(self, request: CedarRequest) -> PolicyDecision:
         """Decide one evaluation."""

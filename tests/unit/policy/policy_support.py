@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import string
 from collections.abc import Callable
 
 from domicile.policy.model import (
@@ -14,6 +16,7 @@ from domicile.policy.model import (
     SettingResource,
 )
 from domicile.policy.places import locate
+from domicile.policy.snapshot import default_policies
 from domicile.residency.topology import Topology
 
 EU_PARTNER = "Trusted Security Partner EU"
@@ -129,3 +132,18 @@ def make_ask(topology: Topology) -> Ask:
         return CedarRequest(who_principal, action, resource, ctx)
 
     return build
+
+
+def padded_policies(count: int, seed: int = 7) -> str:
+    """The default set and `count` more forbid rules that match nobody (each with a
+    random role name, so the text does not compress to nothing)."""
+    rng = random.Random(seed)
+    extra = []
+    for n in range(count):
+        role = "".join(rng.choice(string.ascii_lowercase) for _ in range(16))
+        extra.append(
+            f'@id("padding-{n}")\n'
+            'forbid (principal, action == Domicile::Action::"read", resource is Domicile::Data)\n'
+            f'when {{ principal.roles.contains("{role}") }};\n'
+        )
+    return default_policies().text + "\n" + "\n".join(extra)
