@@ -7,7 +7,6 @@ Nothing is built at import time; `open_runtime(settings)` does it all and
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,14 +22,13 @@ from domicile.gateway.transfer import TransferDecider, TransferDesk
 from domicile.gateway.transform import Outbound
 from domicile.grants.desk import GrantDesk
 from domicile.grants.store import GrantStore
-from domicile.keyfiles import load_or_create
 from domicile.keys.custodian import Custodian
 from domicile.keys.local import LocalCustodian
 from domicile.ledger.keys import load_or_create_signer
 from domicile.ledger.log import RegionLog
 from domicile.ledger.sequencer import Checkpointer, Sequencer
 from domicile.ledger.witnessing import Witness
-from domicile.pets.keys import SECRET_BYTES, LocalPetKeys, PetKeys
+from domicile.pets.keys import LocalPetKeys, PetKeys, load_or_create_secret_file
 from domicile.policy.adapter import CedarDecider
 from domicile.policy.engine import PolicyEngine
 from domicile.policy.record import ledger_record
@@ -194,7 +192,7 @@ def open_pet_keys(region: Region, settings: Settings) -> PetKeys:
     The secret sits beside the region's log key and custodian, never in another region.
     """
     path = settings.data_dir.resolve() / "regions" / region.name / "pets.secret"
-    return LocalPetKeys(region.name, load_or_create(path, lambda: os.urandom(SECRET_BYTES)))
+    return LocalPetKeys(region.name, load_or_create_secret_file(path))
 
 
 def open_transfers(

@@ -25,12 +25,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from domicile.errors import ConfigError, InvalidInput
+from domicile.keyfiles import load_or_create
 
 __all__ = [
     "SECRET_BYTES",
     "LocalPetKeys",
     "PetKeys",
     "create_secret_file",
+    "load_or_create_secret_file",
     "verify_domain",
 ]
 
@@ -113,6 +115,12 @@ class LocalPetKeys:
     def token_key(self) -> bytes:
         """Return the AES-SIV key of the region's reversible tokens."""
         return self._token_key
+
+
+def load_or_create_secret_file(path: Path) -> bytes:
+    """The region secret at `path`, made on first use (32 random bytes, mode 0600, whole
+    or not at all: processes starting at once all use the one made first)."""
+    return load_or_create(Path(path), lambda: os.urandom(SECRET_BYTES))
 
 
 def create_secret_file(path: Path) -> None:
