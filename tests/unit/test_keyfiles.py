@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+from at_once import run_at_once
 from domicile.keyfiles import load_or_create, replace
 
 
@@ -23,24 +21,15 @@ def test_a_key_is_made_once_and_then_read(tmp_path: Path) -> None:
 
 
 def test_processes_making_one_key_at_once_all_get_the_same_whole_key(tmp_path: Path) -> None:
-    script = (
-        "import os, sys, time\n"
+    code = (
+        "import os\n"
         "from pathlib import Path\n"
         "from domicile.keyfiles import load_or_create\n"
-        "start = float(sys.argv[2])\n"
-        "while time.time() < start: time.sleep(0.0002)\n"
         "print(load_or_create(Path(sys.argv[1]), lambda: os.urandom(4096)).hex())\n"
     )
     for trial in range(3):
         path = tmp_path / f"key-{trial}"
-        start = f"{time.time() + 1.5}"
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-c", script, str(path), start], stdout=subprocess.PIPE, text=True
-            )
-            for _ in range(4)
-        ]
-        seen = {proc.communicate(timeout=60)[0].strip() for proc in procs}
+        seen = {out.strip() for out in run_at_once(code, [str(path)], processes=4)}
         assert seen == {path.read_bytes().hex()}
         assert len(path.read_bytes()) == 4096
     assert sorted(p.name for p in tmp_path.iterdir()) == ["key-0", "key-1", "key-2"]

@@ -315,14 +315,3 @@ def _load_or_create_kek(path: Path) -> bytes:
     if len(key) != 32:
         raise ConfigError(f"key-encryption key `{path}` is not 32 bytes")
     return key
-    key = os.urandom(32)
-    # O_EXCL: two processes starting at once never write two different KEKs.
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _load_or_create_kek(path)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return key

@@ -30,21 +30,6 @@ def load_or_create_secret(path: Path) -> bytes:
     if len(secret) != 32:
         raise ConfigError(f"migration secret `{path}` is not 32 bytes")
     return secret
-    # Written aside, then linked into place: the file appears whole or not at all.
-    secret = os.urandom(32)
-    temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(secret)
-        handle.flush()
-        os.fsync(handle.fileno())
-    try:
-        os.link(temp, path)
-    except FileExistsError:
-        return load_or_create_secret(path)
-    finally:
-        temp.unlink()
-    return secret
 
 
 def certificate_signer(data_dir: Path, log_origin: str) -> Ed25519Signer:

@@ -6,11 +6,11 @@ import asyncio
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
+from at_once import run_at_once
 from domicile.errors import ConfigError, MigrationError
 from domicile.storage.database import Database, SqliteDatabase, open_database
 from domicile.storage.group_commit import GroupCommit
@@ -200,29 +200,15 @@ def test_processes_starting_at_once_on_a_fresh_postgresql_schema_all_migrate(
 def test_processes_opening_one_new_sqlite_file_at_once_all_open_it(tmp_path: Path) -> None:
     """The first connections to a new file race to switch it to WAL; SQLite answers all
     but one "locked" at once, without its busy timeout, so each must wait its turn."""
-    script = (
-        "import sys, time\n"
+    code = (
         "from pathlib import Path\n"
         "from domicile.storage.database import SqliteDatabase\n"
         "from domicile.storage.url import SqliteUrl\n"
-        "start = float(sys.argv[2])\n"
-        "while time.time() < start: time.sleep(0.0005)\n"
         "db = SqliteDatabase(SqliteUrl(Path(sys.argv[1])))\n"
         "with db.transaction() as tx:\n"
         "    tx.execute('CREATE TABLE IF NOT EXISTS t (x)')\n"
         "print(db.query('PRAGMA journal_mode')[0][0])\n"
     )
     for trial in range(4):
-        path = tmp_path / f"new-{trial}.db"
-        start = f"{time.time() + 1.5}"
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-c", script, str(path), start],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            for _ in range(4)
-        ]
-        outputs = [proc.communicate(timeout=60)[0] for proc in procs]
+        outputs = run_at_once(code, [str(tmp_path / f"new-{trial}.db")], processes=4)
         assert outputs == ["wal\n"] * 4, outputs
