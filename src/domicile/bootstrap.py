@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,10 +36,7 @@ def seed_demo(runtime: Runtime, subjects: int, *, echo: Callable[[str], None]) -
     folder = runtime.settings.data_dir / "demo-tokens"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     for principal_id, token in tokens.items():
-        target = folder / f"{principal_id}.token"
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(token + "\n")
+        keyfiles.replace(folder / f"{principal_id}.token", (token + "\n").encode())
         echo(f"demo principal {principal_id}: {token}")
     if sum(runtime.directory.counts().values()) == 0 and subjects > 0:
         service = runtime.principals.get("svc-eu")
