@@ -4,9 +4,9 @@ The entry carries the full policies, schema and configuration, so the monitor ca
 replay every decision from the log alone. A log entry holds at most 64 KiB (C2SP
 tlog-tiles frame entries with a 16-bit length), which the texts of a large policy set
 outgrow; then both texts are stored zlib-compressed and base64-encoded
-(`policies_zlib`, `schema_zlib`, in place of `policies` and `schema`), which leaves
-room for several hundred kilobytes of Cedar. A set too large even so is refused with a
-ConfigError before it is activated.
+(`policies_zlib`, `schema_zlib`, in place of `policies` and `schema`; `policy_ids`,
+which follow from the policies, is left out), which leaves room for about 400 KB of
+Cedar. A set too large even so is refused with a ConfigError before it is activated.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ def ledger_record(record: Mapping[str, Any]) -> dict[str, Any]:
     size = len(canonical_json(plain))
     if size <= ENTRY_ROOM:
         return plain
-    packed = {k: v for k, v in record.items() if k not in {"policies", "schema"}}
+    # The ids follow from the policies (one per policy): left out, they leave room.
+    packed = {k: v for k, v in record.items() if k not in {"policies", "schema", "policy_ids"}}
     for name in ("policies", "schema"):
         data = zlib.compress(str(record[name]).encode(), 9)
         packed[f"{name}_zlib"] = base64.b64encode(data).decode("ascii")

@@ -34,7 +34,10 @@ def test_a_large_set_is_recorded_compressed_and_rebuilds_to_its_hash() -> None:
     assert "schema" not in entry
     assert len(canonical_json(entry)) < MAX_ENTRY_SIZE
     assert texts_of(entry) == (record["policies"], record["schema"])
-    assert engine_from_record(entry).policy_hash == engine.policy_hash
+    rebuilt = engine_from_record(entry)
+    assert rebuilt.policy_hash == engine.policy_hash
+    assert "policy_ids" not in entry  # they follow from the policies:
+    assert sorted(rebuilt.snapshot.ids.values()) == record["policy_ids"]
 
 
 def test_a_set_too_large_even_compressed_is_refused_with_its_size() -> None:
