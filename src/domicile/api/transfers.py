@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
 
 from domicile.api.admin import _administer
 from domicile.api.deps import CurrentGateway, CurrentPrincipal, runtime_of
@@ -274,7 +275,12 @@ def export_dataset(
         "Domicile-Export-Ledger-Index": str(prepared.ledger_index),
         "Domicile-Export-Agreement": f"{prepared.agreement.id};v={prepared.agreement.version}",
     }
-    return StreamingResponse(prepared.chunks(), media_type="application/x-ndjson", headers=headers)
+    return StreamingResponse(
+        prepared.chunks(),
+        media_type="application/x-ndjson",
+        headers=headers,
+        background=BackgroundTask(prepared.discard),  # also when the client went away
+    )
 
 
 @router.post("/regions/{region}/tokens:resolve")

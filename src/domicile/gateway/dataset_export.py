@@ -24,7 +24,6 @@ exports), unlinkable across agreements, and never the subject id.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import tempfile
@@ -75,7 +74,10 @@ class ExportSpec:
 class PreparedExport:
     """A checked, recorded export waiting in its spool file to be streamed."""
 
-    path: str
+    spool: IO[bytes]
+    """The spool, open for reading and already unlinked: nothing of it has a name on
+    disk, so an export whose client went away, or a process that died, leaves no file
+    of pseudonymised records behind; its space is freed when it is closed."""
     records: int
     size: int
     digest: str
@@ -85,18 +87,16 @@ class PreparedExport:
     fields: dict[str, str] = field(default_factory=dict)
 
     def chunks(self) -> Iterator[bytes]:
-        """Yield the spool's bytes, then delete it."""
+        """Yield the spool's bytes, then close it."""
         try:
-            with open(self.path, "rb") as handle:
-                while chunk := handle.read(_CHUNK):
-                    yield chunk
+            while chunk := self.spool.read(_CHUNK):
+                yield chunk
         finally:
             self.discard()
 
     def discard(self) -> None:
-        """Delete the spool file."""
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        """Close the spool (idempotent), which frees its space."""
+        self.spool.close()
 
 
 def _agreement(desk: TransferDesk, spec: ExportSpec, at: datetime) -> Agreement:
@@ -373,11 +373,11 @@ def prepare_export(
             sha256=digest, k_anonymity=kanon,
         )  # fmt: skip
         index = gateway.record([*alerts, event])[-1]
+        spool = open(handle.name, "rb")  # noqa: SIM115 - the export's to close
     except BaseException:
         os.unlink(handle.name)
         raise
     finally:
         os.unlink(refs.name)
-    return PreparedExport(
-        handle.name, done.records, done.size, digest, agreement, report, index, fields
-    )
+    os.unlink(handle.name)  # nameless from here on: the open handle is all that is left
+    return PreparedExport(spool, done.records, done.size, digest, agreement, report, index, fields)

@@ -137,6 +137,20 @@ def test_pages_send_what_the_plain_transforms_give(world: World) -> None:
         assert world.ids[n].encode() not in body
 
 
+def test_an_export_whose_reader_goes_away_leaves_no_file_behind(world: World) -> None:
+    """The spool has no name on disk from the moment the export is ready: a client that
+    stops after the first chunk (or a gateway that dies) leaves no file of pseudonymised
+    records, and closing the stream frees it."""
+    prepared = _export(world)
+    assert not any(world.spool.iterdir())  # nothing by name, before a byte is sent
+    chunks = prepared.chunks()
+    assert next(chunks)  # the reader takes one chunk, then is gone
+    del chunks
+    assert not any(world.spool.iterdir())
+    prepared.discard()
+    assert prepared.spool.closed
+
+
 def test_every_subject_is_unwrapped_against_the_decision_and_counted_once(world: World) -> None:
     custodian = world.runtime.gateway.regions[REGION].custodian
     before = len(custodian.unwraps(limit=10**6))
