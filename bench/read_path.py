@@ -10,6 +10,7 @@ path before the gateway pipeline existed.) Nothing is asserted: a timing is a fi
 not a test.
 
     .venv/bin/python bench/read_path.py [--seconds 10] [--rounds 3] [-t 2] [-c 32] [--json]
+        [--storage-url "postgresql://…?schema=S"]   (Domicile on PostgreSQL, a fresh schema)
 """
 
 from __future__ import annotations
@@ -74,6 +75,12 @@ def parse_args() -> argparse.Namespace:
         "--threadpool", type=int, default=None, help="sync-endpoint threads, both servers"
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--storage-url",
+        default=None,
+        help="run Domicile on this store (postgresql://…?schema=S, a fresh schema); the bare"
+        " endpoint stays on SQLite",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument(
         "--dir", type=Path, default=None, help="where to make the temporary directory"
@@ -81,13 +88,16 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def prepare(work: Path, population: int) -> tuple[str, str, dict[str, Any], Path, Path]:
-    """Register the subject in Domicile and the same row in the bare table.
+def prepare(
+    work: Path, population: int, storage_url: str | None = None
+) -> tuple[str, str, dict[str, Any], Path, Path]:
+    """Register the subject in Domicile (on `storage_url`, SQLite files when None) and the
+    same row in the bare table.
 
     Returns (subject id, token, expected fields, Domicile data dir, bare db path).
     """
     data_dir = work / "data"
-    runtime = open_runtime(Settings(data_dir=data_dir, storage_url=None))
+    runtime = open_runtime(Settings(data_dir=data_dir, storage_url=storage_url))
     try:
         token = runtime.principals.add("bench-svc", "Bench Ltd", "IE", {"service"})
         principal = runtime.principals.authenticate(token)
@@ -127,12 +137,17 @@ def main() -> int:
     problems: list[str] = []
 
     with workdir(args.keep, args.dir) as work:
-        subject_id, token, expected, data_dir, bare_db = prepare(work, args.population)
+        subject_id, token, expected, data_dir, bare_db = prepare(
+            work, args.population, args.storage_url
+        )
+        storage = ["--storage-url", args.storage_url] if args.storage_url else []
         uv = ["--loop", args.loop, "--http", args.http]
         if args.threadpool is not None:
             uv += ["--threadpool", str(args.threadpool)]
         with (
-            server("domicile", ["domicile", "--data-dir", str(data_dir), *uv], workdir=work) as dom,
+            server(
+                "domicile", ["domicile", "--data-dir", str(data_dir), *storage, *uv], workdir=work
+            ) as dom,
             server("bare", ["bare", "--db", str(bare_db), *uv], workdir=work) as bare,
         ):
             targets = {

@@ -71,7 +71,9 @@ class PostgresDatabase:
             url.dsn,
             min_size=1,
             max_size=max_size,
-            kwargs={"options": f"-c search_path={url.schema}"},
+            # Autocommit: a read is one round trip (no BEGIN and COMMIT around it), and
+            # `transaction` opens a transaction block of its own for writes.
+            kwargs={"options": f"-c search_path={url.schema}", "autocommit": True},
             open=True,
         )
 
@@ -88,9 +90,13 @@ class PostgresDatabase:
             raise StorageError(f"postgresql error in schema `{self.url.schema}`: {exc}") from exc
 
     def query(self, statement: str, params: Params = ()) -> list[Any]:
-        """Run one read-only statement and return its rows."""
-        with self.transaction(write=False) as tx:
-            return tx.execute(statement, params).fetchall()
+        """Run one read-only statement on its own (autocommit: one round trip) and return
+        its rows; a statement sees one snapshot, so a single read needs no block."""
+        try:
+            with self._pool.connection() as conn:
+                return _PgTx(conn).execute(statement, params).fetchall()
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise StorageError(f"postgresql error in schema `{self.url.schema}`: {exc}") from exc
 
     def close(self) -> None:
         """Close the pool."""

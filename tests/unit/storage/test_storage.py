@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from at_once import run_at_once
-from domicile.errors import ConfigError, MigrationError
+from domicile.errors import ConfigError, Conflict, MigrationError
 from domicile.storage.database import Database, SqliteDatabase, open_database
 from domicile.storage.group_commit import GroupCommit
 from domicile.storage.migrations import load_migrations, migrate
@@ -212,3 +212,29 @@ def test_processes_opening_one_new_sqlite_file_at_once_all_open_it(tmp_path: Pat
     for trial in range(4):
         outputs = run_at_once(code, [str(tmp_path / f"new-{trial}.db")], processes=4)
         assert outputs == ["wal\n"] * 4, outputs
+
+
+@pytest.mark.postgres
+def test_a_postgresql_read_is_one_statement_and_a_transaction_is_still_one_block(
+    pg_dsn: str, pg_prefix: str
+) -> None:
+    """`query` sends its statement alone (no BEGIN before it: its transaction starts with
+    it), and `transaction` still commits all of its statements or none."""
+    db = open_database(PostgresUrl(pg_dsn, pg_prefix))
+    try:
+        assert db.query("SELECT now() = statement_timestamp()") == [(True,)]
+        with db.transaction() as tx:
+            tx.execute("CREATE TABLE t (x INTEGER PRIMARY KEY)")
+            (inside,) = tx.execute("SELECT now() = statement_timestamp()").fetchone()
+        assert inside is False  # the block began before this statement
+
+        def twice() -> None:
+            with db.transaction() as tx:
+                tx.execute("INSERT INTO t VALUES (1)")
+                tx.execute("INSERT INTO t VALUES (1)")
+
+        with pytest.raises(Conflict):
+            twice()
+        assert db.query("SELECT count(*) FROM t") == [(0,)]
+    finally:
+        db.close()
