@@ -5,13 +5,14 @@ and altered hashes, whatever the store's own bookkeeping says.
 
 from __future__ import annotations
 
+import bisect
 import hmac
 from dataclasses import dataclass
 
 from domicile.errors import LedgerError
 from domicile.ledger.checkpoint import open_checkpoint
 from domicile.ledger.log import RegionLog, Tile, grow_tiles
-from domicile.ledger.merkle import CompactRange, Node, leaf_hash
+from domicile.ledger.merkle import CompactRange, leaf_hash
 from domicile.ledger.tiles import TILE_WIDTH, decode_bundle
 
 
@@ -52,20 +53,24 @@ def verify_log(log: RegionLog) -> FsckReport:
     rebuilt: dict[tuple[int, int], bytes] = {}
     edge: dict[int, Tile] = {}
     roots: dict[int, bytes] = {0: compact.root()}
+    sizes = sorted(checkpoints)
     for position, (index, width, data) in enumerate(bundles):
         if index != position:
             raise LedgerError(f"entry bundle {position} is missing (found {index} in its place)")
         entries = decode_bundle(data, width)
         if width != TILE_WIDTH and position != len(bundles) - 1:
             raise LedgerError(f"entry bundle {index} is partial but not the last")
-        nodes: list[Node] = []
-        for entry in entries:
-            nodes += compact.append(leaf_hash(entry))
+        leaves = [leaf_hash(entry) for entry in entries]
+        # The bundle a segment at a time, cut where a checkpoint needs its root.
+        at = compact.size
+        cuts = sizes[bisect.bisect_right(sizes, at) : bisect.bisect_left(sizes, at + len(leaves))]
+        for end in [*cuts, at + len(leaves)]:
+            runs = compact.extend_runs(leaves[compact.size - at : end - at])
             if compact.size in checkpoints:
                 roots[compact.size] = compact.root()
-        for key, tile in sorted(grow_tiles(edge, nodes).items()):
-            rebuilt[key] = tile.nodes
-            edge[key[0]] = tile
+            for key, tile in sorted(grow_tiles(edge, runs).items()):
+                rebuilt[key] = tile.nodes
+                edge[key[0]] = tile
     if compact.size != size:
         raise LedgerError(f"log holds {compact.size} entries but records its size as {size}")
     for key, blob in rebuilt.items():

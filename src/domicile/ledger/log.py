@@ -23,7 +23,7 @@ from domicile.errors import EntryNotFound, LedgerError, PayloadTooLarge
 from domicile.ledger.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint
 from domicile.ledger.merkle import (
     CompactRange,
-    Node,
+    Run,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
@@ -203,8 +203,7 @@ class RegionLog:
                 state = self._load(tx, self._stored_size(tx))
             compact = state.compact.copy()
             leaves = [leaf_hash(e) for e in entries]
-            nodes = compact.extend(leaves)
-            tiles = grow_tiles(state.edge_tiles, nodes)
+            tiles = grow_tiles(state.edge_tiles, compact.extend_runs(leaves))
             bundle_rows, edge_bundle = self._grow_bundles(state, entries)
             tx.executemany(
                 "INSERT INTO ledger_tiles (level, idx, width, nodes) VALUES (?, ?, ?, ?)"
@@ -499,18 +498,27 @@ class RegionLog:
         return parse_checkpoint(parse_note(note).text)
 
 
-def grow_tiles(edge_tiles: dict[int, Tile], nodes: list[Node]) -> dict[tuple[int, int], Tile]:
-    """The tiles that newly completed subtrees change, grown from the rightmost ones."""
+def grow_tiles(edge_tiles: dict[int, Tile], runs: Sequence[Run]) -> dict[tuple[int, int], Tile]:
+    """The tiles that newly completed subtrees change (`CompactRange.extend_runs`, item L
+    for Merkle level L), grown from the rightmost ones."""
     rows_by_tile: dict[tuple[int, int], list[list[bytes]]] = {}
-    for node in nodes:
-        level, k = divmod(node.level, TILE_HEIGHT)
-        index = node.index >> (TILE_HEIGHT - k)
-        rows = rows_by_tile.get((level, index))
-        if rows is None:
-            edge = edge_tiles.get(level)
-            rows = edge.rows() if edge and edge.index == index else [[] for _ in range(ROWS)]
-            rows_by_tile[(level, index)] = rows
-        rows[k].append(node.hash)
+    for merkle_level, (start, hashes) in enumerate(runs):
+        level, k = divmod(merkle_level, TILE_HEIGHT)
+        shift = TILE_HEIGHT - k  # row k of a tile holds 2**shift subtrees
+        at, index = 0, start
+        while at < len(hashes):
+            tile_index = index >> shift
+            take = min(len(hashes) - at, ((tile_index + 1) << shift) - index)
+            rows = rows_by_tile.get((level, tile_index))
+            if rows is None:
+                edge = edge_tiles.get(level)
+                rows = (
+                    edge.rows() if edge and edge.index == tile_index else [[] for _ in range(ROWS)]
+                )
+                rows_by_tile[(level, tile_index)] = rows
+            rows[k].extend(hashes[at : at + take])
+            at += take
+            index += take
     return {
         key: Tile(
             key[1],

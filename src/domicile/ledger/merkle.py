@@ -26,6 +26,9 @@ EMPTY_ROOT = hashlib.sha256(b"").digest()
 NodeReader = Callable[[int, int], bytes]
 """``get_node(level, index)``: hash of the perfect subtree of ``2**level`` leaves at ``index``."""
 
+Run = tuple[int, list[bytes]]
+"""Consecutive perfect subtrees of one level: the index of the first, and their hashes."""
+
 _sha256 = hashlib.sha256
 
 
@@ -224,10 +227,52 @@ class CompactRange:
 
     def extend(self, leaf_hashes: Iterable[bytes], *, record: bool = True) -> list[Node]:
         """Append leaf hashes in order; return every completed subtree (none unless ``record``)."""
-        completed: list[Node] | None = [] if record else None
+        if not record:
+            self.extend_runs(list(leaf_hashes))
+            return []
+        completed: list[Node] = []
         for leaf in leaf_hashes:
             self._push(leaf, completed)
-        return completed if completed is not None else []
+        return completed
+
+    def extend_runs(self, leaf_hashes: Sequence[bytes]) -> list[Run]:
+        """Append leaf hashes in order; return the completed subtrees a level at a time.
+
+        Item L is (index of the first, hashes) of the subtrees of level L that the
+        leaves completed, which are consecutive; leaves are level 0. The same subtrees
+        as `extend` reports, but hashed a level at a time, with no object per subtree:
+        what a store that writes them as tiles wants for a batch.
+        """
+        for leaf in leaf_hashes:
+            if len(leaf) != HASH_SIZE:
+                raise LedgerError(f"leaf hash must be {HASH_SIZE} bytes, got {len(leaf)}")
+        if not leaf_hashes:
+            return []
+        size, end = self._size, self._size + len(leaf_hashes)
+        old = {node.level: node.hash for node in self.nodes}
+        runs: list[Run] = []
+        start, run, level = size, list(leaf_hashes), 0
+        while run:
+            runs.append((start, run))
+            # An odd start pairs the run's first subtree with the frontier's on its left.
+            pairs = [old[level], *run] if start & 1 else run
+            run = [
+                _sha256(b"\x01" + pairs[i] + pairs[i + 1]).digest()
+                for i in range(0, len(pairs) - 1, 2)
+            ]
+            start >>= 1
+            level += 1
+        hashes: list[bytes] = []
+        for lv in reversed(range(end.bit_length())):
+            if end >> lv & 1:
+                last = (end >> lv) - 1  # the frontier's subtree at this level
+                if lv < len(runs) and last >= runs[lv][0]:
+                    hashes.append(runs[lv][1][last - runs[lv][0]])
+                else:
+                    hashes.append(old[lv])  # not completed by these leaves: already there
+        self._hashes = hashes
+        self._size = end
+        return runs
 
     def root(self) -> bytes:
         """Return the root hash MTH of the tree so far (RFC 9162 §2.1.1)."""

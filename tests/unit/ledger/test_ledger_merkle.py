@@ -395,6 +395,42 @@ def test_compact_range_roots_and_completed_nodes(size: int, batch: int) -> None:
     assert rebuilt.extend(extra) == compact.copy().extend(extra)
 
 
+@given(
+    st.integers(min_value=0, max_value=1200),
+    st.lists(st.integers(min_value=0, max_value=300), min_size=1, max_size=6),
+)
+@PROPERTY
+def test_extend_runs_reports_what_extend_reports(size: int, batches: list[int]) -> None:
+    leaves = make_leaves(size + sum(batches), salt=8)
+    by_leaf, by_level = CompactRange(), CompactRange()
+    by_leaf.extend(leaves[:size])
+    by_level.extend(leaves[:size], record=False)
+    at = size
+    for batch in batches:
+        chunk = leaves[at : at + batch]
+        at += batch
+        nodes = by_leaf.extend(chunk)
+        runs = by_level.extend_runs(chunk)
+        flat = {
+            (level, start + i): h
+            for level, (start, hashes) in enumerate(runs)
+            for i, h in enumerate(hashes)
+        }
+        assert flat == {(n.level, n.index): n.hash for n in nodes}
+        assert all(hashes for _, hashes in runs)  # no empty level in the middle
+        assert by_level.size == by_leaf.size == at
+        assert by_level.nodes == by_leaf.nodes
+        assert by_level.root() == by_leaf.root() == naive_mth(leaves[:at])
+
+
+def test_extend_runs_refuses_a_malformed_leaf_and_keeps_the_range() -> None:
+    compact = CompactRange()
+    compact.extend_runs(make_leaves(5))
+    with pytest.raises(LedgerError, match="leaf hash must be 32 bytes"):
+        compact.extend_runs([*make_leaves(2, salt=9), b"short"])
+    assert compact.size == 5
+
+
 def test_compact_range_append_reports_completed_subtrees() -> None:
     leaves = make_leaves(8)
     compact = CompactRange()
