@@ -16,6 +16,7 @@ entries to the subject id any more.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections import OrderedDict
@@ -41,6 +42,8 @@ from domicile.storage.url import SqliteUrl
 _KEK_ID = 1
 _REF_CACHE = 100_000
 _REF_HEX = 32  # hex digits of a subject ref (128 bits)
+_RANGE_MIN = 64  # ascending ids from this many on are read as a range of the keyring
+_RANGE_SLACK = 2  # … of at most this many rows per id asked for
 
 
 class LocalCustodian:
@@ -154,17 +157,7 @@ class LocalCustodian:
         for _, authorization in requests:
             if authorization.ledger_index is None or authorization.ledger_index < 0:
                 raise AccessDenied("the custodian unwraps only against a decision in the ledger")
-        rows: dict[str, tuple[Any, ...]] = {}
-        ids = list(dict.fromkeys(sid for sid, _ in requests))
-        for start in range(0, len(ids), 400):
-            chunk = ids[start : start + 400]
-            marks = ", ".join("?" for _ in chunk)
-            for row in self._db.query(
-                "SELECT subject_id, wrapped, destroyed, ref_salt FROM data_keys"
-                f" WHERE subject_id IN ({marks})",
-                tuple(chunk),
-            ):
-                rows[str(row[0])] = row
+        rows = self._key_rows(list(dict.fromkeys(sid for sid, _ in requests)))
         out: dict[str, bytes | KeyDestroyed] = {}
         kek = self._kek_cipher
         records: list[tuple[str, str, int, str, str]] = []
@@ -190,6 +183,37 @@ class LocalCustodian:
                  authorization.ledger_index or 0, authorization.action, now)
             )  # fmt: skip
         return out, records
+
+    def _key_rows(self, ids: list[str]) -> dict[str, tuple[Any, ...]]:
+        """The keyring rows of `ids` (subject id, wrapped key, destroyed, ref salt).
+
+        Ids in ascending order (an export's page) are read as one range of the table,
+        which is keyed by subject id: neighbouring rows, not a probe per id. The range
+        is read up to `_RANGE_SLACK` times their number; a range that holds more (many
+        other subjects in between) has the rest looked up by id.
+        """
+        rows: dict[str, tuple[Any, ...]] = {}
+        rest = ids
+        if len(ids) >= _RANGE_MIN and all(a < b for a, b in itertools.pairwise(ids)):
+            wanted = set(ids)
+            limit = _RANGE_SLACK * len(ids)
+            scanned = self._db.query(
+                "SELECT subject_id, wrapped, destroyed, ref_salt FROM data_keys"
+                " WHERE subject_id >= ? AND subject_id <= ? ORDER BY subject_id LIMIT ?",
+                (ids[0], ids[-1], limit),
+            )
+            rows = {str(row[0]): row for row in scanned if row[0] in wanted}
+            rest = [] if len(scanned) < limit else [s for s in ids if s > scanned[-1][0]]
+        for start in range(0, len(rest), 400):
+            chunk = rest[start : start + 400]
+            marks = ", ".join("?" for _ in chunk)
+            for row in self._db.query(
+                "SELECT subject_id, wrapped, destroyed, ref_salt FROM data_keys"
+                f" WHERE subject_id IN ({marks})",
+                tuple(chunk),
+            ):
+                rows[str(row[0])] = row
+        return rows
 
     def _write_unwraps(self, records: list[tuple[str, str, int, str, str]]) -> int:
         """Store records (ref, decision id, ledger index, action, time) in groups: a run

@@ -413,6 +413,7 @@ class ThresholdCounter:
         unseen = [ref for ref in refs if ref not in existing]
         counter.fresh += len(unseen)
         rows = [(scope, data_class, ref, now_s) for ref in unseen]
+        again: list[tuple[int, str, str, str]] = []  # refs counted before, at an earlier second
         moves: dict[int, int] = {}  # bucket second -> change in its subject count
         if unseen and now_s > live_after:
             counter.total += len(unseen)
@@ -428,13 +429,19 @@ class ThresholdCounter:
             elif now_s > live_after:  # joins the total
                 counter.total += 1
                 moves[now_s] = moves.get(now_s, 0) + 1
-            rows.append((scope, data_class, ref, now_s))
+            again.append((now_s, scope, data_class, ref))
         if rows:
             tx.executemany(
                 "INSERT INTO transfer_subjects (scope, data_class, subject_ref, last_at)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT (scope, data_class, subject_ref)"
                 " DO UPDATE SET last_at = excluded.last_at",
                 rows,
+            )
+        if again:  # a plain update: an upsert would try each as an insert first
+            tx.executemany(
+                "UPDATE transfer_subjects SET last_at = ?"
+                " WHERE scope = ? AND data_class = ? AND subject_ref = ?",
+                again,
             )
         _move_buckets(tx, counter, moves)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,35 @@ def test_unwrap_records_of_the_row_per_unwrap_table_are_carried_over(tmp_path: P
         assert [r.id for r in custodian.unwraps()] == [1, 2, 3, 4]
     finally:
         custodian.close()
+
+
+@pytest.mark.parametrize("spread", [1, 5], ids=["dense", "sparse"])
+def test_ascending_ids_read_as_a_range_unwrap_as_by_id(tmp_path: Path, spread: int) -> None:
+    # An export's page asks for ids in order: the custodian reads them as a range of the
+    # keyring. Dense: the range holds only them. Sparse: four other subjects between
+    # each two, more than the range read takes, so the rest are looked up by id.
+    custodian = LocalCustodian("eu-ie", tmp_path / "keys")
+    everyone = [f"{n:032x}" for n in range(300 * spread)]
+    keys = custodian.create_data_keys(everyone, AUTH)
+    asked = everyone[::spread]
+    custodian.destroy_data_keys(asked[10:13], AUTH)
+    asked = [*asked, "f" * 32]  # no key at all
+    got = custodian.unwrap_data_keys([(sid, AUTH) for sid in asked])
+    assert set(got) == set(asked)
+    for sid in asked:
+        if sid in asked[10:13] or sid == "f" * 32:
+            assert isinstance(got[sid], KeyDestroyed), sid
+        else:
+            assert got[sid] == keys[sid], sid
+
+    # The same answers as one id at a time, and every unwrap that gave a key recorded.
+    def plain(out: Mapping[str, bytes | KeyDestroyed]) -> dict[str, bytes | None]:
+        return {sid: key if isinstance(key, bytes) else None for sid, key in out.items()}
+
+    by_id = custodian.unwrap_data_keys([(sid, AUTH) for sid in reversed(asked)])
+    assert plain(by_id) == plain(got)
+    recorded = [r.subject_ref for r in custodian.unwraps(limit=10_000)]
+    live = [sid for sid in asked if isinstance(got[sid], bytes)]
+    assert len(recorded) == 2 * len(live)
+    assert set(recorded) == set(custodian.subject_refs(live).values())
+    custodian.close()
