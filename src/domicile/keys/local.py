@@ -21,6 +21,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,43 @@ from domicile.storage.url import SqliteUrl
 _KEK_ID = 1
 _REF_CACHE = 100_000
 _REF_HEX = 32  # hex digits of a subject ref (128 bits)
+_DECISION_HEX = 32  # characters of a decision id in a run of unwraps (keyring 0005)
 _RANGE_MIN = 64  # ascending ids from this many on are read as a range of the keyring
 _RANGE_SLACK = 2  # … of at most this many rows per id asked for
+
+
+@dataclass
+class _Group:
+    """Unwrap records stored as one row: they share an action and a moment, and either
+    one decision (`decisions` holds it once) or a run of decisions at consecutive ledger
+    entries, one per record."""
+
+    decision_id: str  # the first decision
+    ledger_index: int  # the first decision's entry
+    action: str
+    at: str
+    decisions: list[str]
+    refs: list[str]
+
+    def takes(self, ref: str, decision_id: str, ledger_index: int, action: str, at: str) -> bool:
+        """Add the record if it belongs to this group; whether it did."""
+        if action != self.action or at != self.at:
+            return False
+        shared = len(self.decisions) == 1
+        if shared and decision_id == self.decision_id and ledger_index == self.ledger_index:
+            self.refs.append(ref)
+            return True
+        # A run: this record's decision is the entry after the last one's.
+        runs = not shared or len(self.refs) == 1
+        if (
+            runs
+            and ledger_index == self.ledger_index + len(self.refs)
+            and (len(decision_id) == _DECISION_HEX and len(self.decision_id) == _DECISION_HEX)
+        ):
+            self.decisions.append(decision_id)
+            self.refs.append(ref)
+            return True
+        return False
 
 
 class LocalCustodian:
@@ -217,27 +253,28 @@ class LocalCustodian:
 
     def _write_unwraps(self, records: list[tuple[str, str, int, str, str]]) -> int:
         """Store records (ref, decision id, ledger index, action, time) in groups: a run
-        of records that differ only in their ref is one row (see keyring migration 0004)."""
-        groups: list[tuple[tuple[str, int, str, str], list[str]]] = []
+        of records that differ only in their ref is one row (keyring migration 0004), and
+        so is a run whose decisions follow one another in the ledger (0005)."""
+        groups: list[_Group] = []
         for ref, decision_id, ledger_index, action, at in records:
-            key = (decision_id, ledger_index, action, at)
-            if groups and groups[-1][0] == key:
-                groups[-1][1].append(ref)
-            else:
-                groups.append((key, [ref]))
+            group = groups[-1] if groups else None
+            if group is None or not group.takes(ref, decision_id, ledger_index, action, at):
+                groups.append(_Group(decision_id, ledger_index, action, at, [decision_id], [ref]))
         with self._db.transaction() as tx:
             last = int(
                 tx.execute("SELECT COALESCE(MAX(last_id), 0) FROM unwrap_groups").fetchone()[0]
             )
             rows = []
-            for (decision_id, ledger_index, action, at), refs in groups:
-                last += len(refs)
-                rows.append((last, len(refs), decision_id, ledger_index, action, at, "".join(refs)))
+            for g in groups:
+                last += len(g.refs)
+                run = "".join(g.decisions) if len(g.decisions) > 1 else None
+                rows.append((last, len(g.refs), g.decision_id, g.ledger_index, g.action, g.at,
+                             "".join(g.refs), run))  # fmt: skip
             insert_values(
                 tx,
                 "INSERT INTO unwrap_groups (last_id, count, decision_id, ledger_index, action,"
-                " unwrapped_at, subject_refs) VALUES",
-                "(?, ?, ?, ?, ?, ?, ?)",
+                " unwrapped_at, subject_refs, decision_ids) VALUES",
+                "(?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
         return 0
@@ -247,18 +284,28 @@ class LocalCustodian:
         with self._db.transaction(write=False) as tx:
             rows = tx.execute(
                 "SELECT last_id, count, decision_id, ledger_index, action, unwrapped_at,"
-                " subject_refs FROM unwrap_groups WHERE last_id > ? ORDER BY last_id LIMIT ?",
+                " subject_refs, decision_ids FROM unwrap_groups WHERE last_id > ?"
+                " ORDER BY last_id LIMIT ?",
                 (after, limit),  # a group holds one record or more: `limit` groups suffice
             ).fetchall()
         out: list[UnwrapRecord] = []
-        for last, count, decision_id, ledger_index, action, at, refs in rows:
-            if len(refs) != _REF_HEX * count:
+        for last, count, decision_id, ledger_index, action, at, refs, run in rows:
+            if len(refs) != _REF_HEX * count or (
+                run is not None and len(run) != _DECISION_HEX * count
+            ):
                 raise IntegrityError(f"an unwrap record of `{self.region}` is malformed")
             first = last - count + 1
             for record_id in range(max(first, after + 1), last + 1):
-                at_ref = _REF_HEX * (record_id - first)
-                ref = refs[at_ref : at_ref + _REF_HEX]
-                out.append(UnwrapRecord(record_id, ref, decision_id, ledger_index, action, at))
+                k = record_id - first
+                ref = refs[_REF_HEX * k : _REF_HEX * (k + 1)]
+                if run is None:
+                    decision, index = decision_id, ledger_index
+                else:
+                    decision, index = (
+                        run[_DECISION_HEX * k : _DECISION_HEX * (k + 1)],
+                        ledger_index + k,
+                    )
+                out.append(UnwrapRecord(record_id, ref, decision, index, action, at))
                 if len(out) == limit:
                     return out
         return out

@@ -189,7 +189,7 @@ def test_unwrap_records_of_the_row_per_unwrap_table_are_carried_over(tmp_path: P
         [(r.id, r.subject_ref, r.decision_id, r.ledger_index, r.action, r.unwrapped_at)
          for r in before],
     )  # fmt: skip
-    conn.execute("DELETE FROM schema_migrations WHERE component = 'keyring' AND version = 4")
+    conn.execute("DELETE FROM schema_migrations WHERE component = 'keyring' AND version >= 4")
     conn.execute("COMMIT")
     conn.close()
     custodian = LocalCustodian("eu-ie", tmp_path / "keys")
@@ -231,3 +231,52 @@ def test_ascending_ids_read_as_a_range_unwrap_as_by_id(tmp_path: Path, spread: i
     assert len(recorded) == 2 * len(live)
     assert set(recorded) == set(custodian.subject_refs(live).values())
     custodian.close()
+
+
+def test_a_batch_reads_unwraps_are_one_run_of_decisions(tmp_path: Path) -> None:
+    """A batch read unwraps each record against its own decision, at consecutive ledger
+    entries: one stored row, and every record comes back with its own decision and entry.
+    A gap in the entries, another moment or an id that is not 32 characters starts a
+    new row."""
+    custodian = LocalCustodian("eu-ie", tmp_path / "keys")
+    subjects = [f"s{n}" for n in range(8)]
+    custodian.create_data_keys(subjects, AUTH)
+    decisions = [f"{n:032x}" for n in range(8)]
+    batch = [(s, Authorization(d, "read", 100 + n))
+             for n, (s, d) in enumerate(zip(subjects, decisions, strict=True))]  # fmt: skip
+    batch[6] = (subjects[6], Authorization(decisions[6], "read", 200))  # not the next entry
+    custodian.unwrap_data_keys(batch)
+    custodian.unwrap_data_keys([(subjects[7], Authorization("short-id", "read", 201))])
+    try:
+        records = custodian.unwraps()
+        assert [(r.decision_id, r.ledger_index) for r in records] == [
+            *[(decisions[n], 100 + n) for n in range(6)],
+            (decisions[6], 200),
+            (decisions[7], 107),
+            ("short-id", 201),
+        ]
+        assert [r.subject_ref for r in records] == [
+            custodian.subject_ref(s) for s in [*subjects, subjects[7]]
+        ]
+        # 0-5 are one run; 6 (entry 200) and 7 (entry 107) each start one, and so does
+        # the short id.
+        assert custodian._db.query("SELECT count(*) FROM unwrap_groups") == [(4,)]
+        assert custodian.unwraps(after=2, limit=3) == records[2:5]  # inside the run
+    finally:
+        custodian.close()
+
+
+def test_a_run_whose_decisions_do_not_fit_its_count_is_refused(tmp_path: Path) -> None:
+    custodian = LocalCustodian("eu-ie", tmp_path / "keys")
+    custodian.create_data_keys(["s1", "s2"], AUTH)
+    custodian.unwrap_data_keys(
+        [("s1", Authorization("a" * 32, "read", 5)), ("s2", Authorization("b" * 32, "read", 6))]
+    )
+    try:
+        with custodian._db.transaction() as tx:  # a tampered row (the CHECK held it off)
+            tx.execute("PRAGMA ignore_check_constraints = ON")
+            tx.execute("UPDATE unwrap_groups SET decision_ids = substr(decision_ids, 1, 40)")
+        with pytest.raises(IntegrityError, match="malformed"):
+            custodian.unwraps()
+    finally:
+        custodian.close()
