@@ -6,6 +6,7 @@ ciphertext copied onto another subject, field or region fails to open.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 
@@ -20,6 +21,9 @@ NONCE_BYTES = 12
 _FORMAT_V1 = b"\x01"
 _AAD_LABEL = b"domicile-field/v1"
 _LABEL_PART = len(_AAD_LABEL).to_bytes(2, "big") + _AAD_LABEL
+_VERSION = _FORMAT_V1[0]
+_BODY = 1 + NONCE_BYTES  # where the ciphertext starts
+_SHORTEST = _BODY + 16  # a tag and nothing else
 
 
 def new_data_key() -> bytes:
@@ -64,16 +68,26 @@ def open_fields(
 ) -> dict[str, bytes]:
     """Open several sealed values of one subject (one cipher object for all of them).
 
-    The same checks and bindings as `open_sealed` with `field_aad` for each field.
+    The same checks and bindings as `open_sealed` with `field_aad` for each field; the
+    loop is `open_sealed_with` inlined, since a batch read or an export runs it for
+    every field it sends.
     """
-    aead = AESGCM(key)
-    # field_aad's length-prefixed parts, the subject's and region's built once.
-    head = b"".join(
-        len(p).to_bytes(2, "big") + p for p in (_AAD_LABEL, subject_id.encode(), region.encode())
-    )
+    decrypt = AESGCM(key).decrypt
+    s, r = subject_id.encode(), region.encode()
+    head = b"".join((_LABEL_PART, len(s).to_bytes(2, "big"), s, len(r).to_bytes(2, "big"), r))
     out: dict[str, bytes] = {}
-    for name, blob in sealed.items():
-        encoded = name.encode()
-        aad = head + len(encoded).to_bytes(2, "big") + encoded
-        out[name] = open_sealed_with(aead, blob, aad)
+    try:
+        for name, blob in sealed.items():
+            if len(blob) < _SHORTEST or blob[0] != _VERSION:
+                raise IntegrityError("sealed value is truncated or of an unknown format")
+            out[name] = decrypt(blob[1:_BODY], blob[_BODY:], head + _field_part(name))
+    except InvalidTag as exc:
+        raise IntegrityError("sealed value does not verify under its key and binding") from exc
     return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _field_part(name: str) -> bytes:
+    """The field's length-prefixed part of `field_aad` (names are few: the catalog's)."""
+    encoded = name.encode()
+    return len(encoded).to_bytes(2, "big") + encoded
