@@ -36,6 +36,7 @@ problem documents back to the same classes through :func:`error_for_code`.
     │   ├── MalformedNote           signed note / checkpoint / cosignature text is invalid
     │   ├── ProofError              an inclusion or consistency proof does not verify
     │   └── RecordingFailed         an event could not be made durable; request not served
+    ├── RequestAbandoned            the client went away before anything was released
     └── RemoteError                 the client got a problem document it does not know
 """
 
@@ -245,6 +246,13 @@ class RecordingFailed(LedgerError):
 
     code = "recording-failed"
     title = "event could not be recorded"
+
+
+class RequestAbandoned(DomicileError):
+    """The client went away while its request was prepared; nothing was released."""
+
+    code = "request-abandoned"
+    title = "the client went away"
 
 
 class RemoteError(DomicileError):

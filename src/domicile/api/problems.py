@@ -30,6 +30,7 @@ _STATUS: list[tuple[type[errors.DomicileError], int]] = [
     (errors.RecordingFailed, 503),
     (errors.StorageError, 503),
     (errors.ConfigError, 422),
+    (errors.RequestAbandoned, 499),  # nobody reads it: the client closed the connection
 ]
 
 

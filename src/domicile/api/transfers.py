@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Header, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,7 +17,7 @@ from domicile.api.deps import CurrentGateway, CurrentPrincipal, runtime_of
 from domicile.api.subjects import SourceCountry, _context, _expected_version
 from domicile.errors import InvalidInput
 from domicile.gateway.agreement_check import verify_receivable
-from domicile.gateway.dataset_export import ExportSpec, prepare_export
+from domicile.gateway.dataset_export import ExportSpec, finish_export, prepare_export
 from domicile.gateway.pipeline import Gateway
 from domicile.gateway.transfer import TransferDesk, resolve_in_region, version_events
 from domicile.principals.store import Principal
@@ -250,6 +251,8 @@ def _export(principal: Principal, gateway: Gateway, request: Request, body: Expo
         min_k=settings.export_min_k,
         page=settings.export_page_size,
         workers=settings.export_workers,
+        # Asked from this worker thread of the event loop's: has the client gone away?
+        abandoned=lambda: anyio.from_thread.run(request.is_disconnected),
     )
 
 
@@ -279,7 +282,8 @@ def export_dataset(
         prepared.chunks(),
         media_type="application/x-ndjson",
         headers=headers,
-        background=BackgroundTask(prepared.discard),  # also when the client went away
+        # Also when the client went away: a stream cut short is recorded as such.
+        background=BackgroundTask(finish_export, gateway, prepared),
     )
 
 

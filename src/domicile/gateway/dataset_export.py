@@ -28,14 +28,14 @@ import hashlib
 import os
 import tempfile
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO
 
 from domicile.catalog.catalog import JsonValue
-from domicile.errors import AccessDenied, InvalidInput, KeyDestroyed
+from domicile.errors import AccessDenied, InvalidInput, KeyDestroyed, RequestAbandoned
 from domicile.gateway.export_pages import PageOut, PageRecipe, PageSpooler, Row, page_executor
 from domicile.gateway.pipeline import Gateway, Recorded, is_subject_id
 from domicile.gateway.request import AccessRequest, Action, Event
@@ -46,7 +46,7 @@ from domicile.principals.store import Principal
 from domicile.transfers.model import Agreement
 from domicile.transfers.thresholds import ThresholdCounter, ThresholdStatus
 
-__all__ = ["ExportSpec", "PreparedExport", "prepare_export"]
+__all__ = ["ExportSpec", "PreparedExport", "finish_export", "prepare_export"]
 
 _CHUNK = 1 << 20  # bytes per read of the spool while streaming
 _REF_BYTES = 32  # a threshold ref (`ThresholdCounter.subject_ref`): 32 hex digits
@@ -56,6 +56,7 @@ _REF_BYTES = 32  # a threshold ref (`ThresholdCounter.subject_ref`): 32 hex digi
 _REFS_PER_COUNT = 50_000
 _POOL_MIN = 20_000  # subjects from which worker processes pay for their start
 _AHEAD = 2  # pages in flight per worker (one being transformed, one waiting)
+_ASK_EVERY = 32  # pages between two checks that the client is still there
 
 
 @dataclass(frozen=True)
@@ -85,11 +86,16 @@ class PreparedExport:
     report: KAnonymityReport
     ledger_index: int
     fields: dict[str, str] = field(default_factory=dict)
+    recorded: Recorded | None = None  # the export's decision
+    sent: int = 0
+    """Bytes `chunks` has handed out so far."""
+    finished: bool = False  # `finish_export` has run
 
     def chunks(self) -> Iterator[bytes]:
         """Yield the spool's bytes, then close it."""
         try:
             while chunk := self.spool.read(_CHUNK):
+                self.sent += len(chunk)
                 yield chunk
         finally:
             self.discard()
@@ -97,6 +103,27 @@ class PreparedExport:
     def discard(self) -> None:
         """Close the spool (idempotent), which frees its space."""
         self.spool.close()
+
+
+def finish_export(gateway: Gateway, prepared: PreparedExport) -> int | None:
+    """Close an export's stream once it has ended, however it ended (idempotent).
+
+    The ledger recorded the export before its first byte, as released. A stream that
+    ended before its last byte (the client went away, the connection broke) gets an
+    `export-interrupted` entry with the bytes handed out, so the record says how much
+    of it can have left; its index is returned (None for a whole stream).
+    """
+    if prepared.finished:
+        return None
+    prepared.finished = True
+    prepared.discard()
+    if prepared.sent >= prepared.size or prepared.recorded is None:
+        return None
+    event = _event(
+        prepared.recorded, "export-interrupted", export_index=prepared.ledger_index,
+        bytes=prepared.size, bytes_sent=prepared.sent,
+    )  # fmt: skip
+    return gateway.record([event])[0]
 
 
 def _agreement(desk: TransferDesk, spec: ExportSpec, at: datetime) -> Agreement:
@@ -222,6 +249,7 @@ def _spool(
     recipe: PageRecipe,
     files: tuple[IO[bytes], IO[bytes]],
     checker: KAnonymityChecker,
+    ask: Callable[[], None],
 ) -> _Spooled:
     """Write every record to the first file and its threshold ref to the second, in order.
 
@@ -245,7 +273,9 @@ def _spool(
         checker.add_counts(result.classes)
 
     with page_executor(spooler, recipe, workers) as submit:
-        for rows, keys in _unwrapped_pages(gateway, recorded, spec, page):
+        for number, (rows, keys) in enumerate(_unwrapped_pages(gateway, recorded, spec, page)):
+            if number % _ASK_EVERY == _ASK_EVERY - 1:
+                ask()  # a client that went away stops its export here
             ahead.append(submit(rows, keys))
             while len(ahead) > _AHEAD * max(workers, 1):
                 take()
@@ -335,12 +365,21 @@ def prepare_export(
     page: int = 500,
     workers: int = 0,
     spool_dir: str | None = None,
+    abandoned: Callable[[], bool] | None = None,
 ) -> PreparedExport:
     """Decide, spool, check k-anonymity and thresholds, and record an export; or raise.
 
     `workers` processes transform the pages of an export of `_POOL_MIN` subjects or more
-    (0: a thread of this process does)."""
+    (0: a thread of this process does). `abandoned` says whether the client has gone
+    away; it is asked every `_ASK_EVERY` pages and before anything is counted, and a yes
+    stops the export with an `export-abandoned` entry and RequestAbandoned: nothing is
+    counted or released."""
     recorded, agreement, fields, k = _decide(gateway, desk, principal, spec, min_k)
+
+    def ask() -> None:
+        if abandoned is not None and abandoned():
+            raise RequestAbandoned("the client went away before the export was released")
+
     qis = _quasi_identifiers(desk, fields, spec)
     checker = KAnonymityChecker(k)
     handle = _spool_file("domicile-export-", ".ndjson", spool_dir)
@@ -354,13 +393,14 @@ def prepare_export(
         with handle, refs:
             recipe = _recipe(gateway, recorded, desk, qis)
             files = (handle, refs)
-            done = _spool(gateway, recorded, spec, page, workers, recipe, files, checker)
+            done = _spool(gateway, recorded, spec, page, workers, recipe, files, checker, ask)
         digest = done.digest.hexdigest()
         report = checker.report()
         kanon = _kanon_record(report, qis)
         if not report.is_k_anonymous:
             gateway.record([_event(recorded, "export-refused", reason="k-anonymity", **kanon)])
             verify_k_anonymous(report)
+        ask()  # the last moment before anything is counted
         status = _count_thresholds(desk.counters[spec.region], agreement, fields, refs.name)
         transfer = recorded.request.transfer
         assert transfer is not None
@@ -374,10 +414,15 @@ def prepare_export(
         )  # fmt: skip
         index = gateway.record([*alerts, event])[-1]
         spool = open(handle.name, "rb")  # noqa: SIM115 - the export's to close
+    except RequestAbandoned:
+        os.unlink(handle.name)
+        gateway.record([_event(recorded, "export-abandoned", reason="client-disconnected")])
+        raise
     except BaseException:
         os.unlink(handle.name)
         raise
     finally:
         os.unlink(refs.name)
     os.unlink(handle.name)  # nameless from here on: the open handle is all that is left
-    return PreparedExport(spool, done.records, done.size, digest, agreement, report, index, fields)
+    return PreparedExport(spool, done.records, done.size, digest, agreement, report, index,
+                          fields, recorded)  # fmt: skip

@@ -31,7 +31,10 @@ from typing import Any
 from domicile.monitor.alerts import Alert
 from domicile.monitor.state import MonitorState
 
-TRANSFER_EVENTS = frozenset({"remote-read", "export", "export-refused", "token-resolved"})
+TRANSFER_EVENTS = frozenset(
+    {"remote-read", "export", "export-refused", "export-abandoned", "export-interrupted",
+     "token-resolved"}
+)  # fmt: skip
 
 RELOCATION_GRACE_SECONDS = 600
 """How long a relocation `out` may wait for its `in` (in entry time) before an alert."""

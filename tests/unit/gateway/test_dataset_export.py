@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from domicile.errors import AccessDenied, IntegrityError
-from domicile.gateway.dataset_export import ExportSpec, prepare_export
+from domicile.errors import AccessDenied, IntegrityError, RequestAbandoned
+from domicile.gateway.dataset_export import ExportSpec, finish_export, prepare_export
 from domicile.gateway.transfer import version_events
 from domicile.keys.envelope import field_aad, open_fields, open_sealed, seal
 from domicile.ledger.entry import decode_entry
@@ -149,6 +149,67 @@ def test_an_export_whose_reader_goes_away_leaves_no_file_behind(world: World) ->
     assert not any(world.spool.iterdir())
     prepared.discard()
     assert prepared.spool.closed
+
+
+def test_a_stream_cut_short_is_recorded_with_the_bytes_handed_out(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ledger records an export as released before its first byte; a stream that
+    ends early adds an `export-interrupted` entry saying how much of it was handed out.
+    A whole stream adds nothing, and finishing twice records once."""
+    monkeypatch.setattr("domicile.gateway.dataset_export._CHUNK", 4096)
+    gateway = world.runtime.gateway
+    whole = _export(world)
+    assert b"".join(whole.chunks())
+    assert finish_export(gateway, whole) is None
+    cut = _export(world)
+    chunks = cut.chunks()
+    assert len(next(chunks)) == 4096  # the client takes one chunk and is gone
+    index = finish_export(gateway, cut)
+    assert index == world.runtime.logs[REGION].size - 1
+    assert cut.spool.closed
+    assert finish_export(gateway, cut) is None
+    entries = _ledger(world)
+    interrupted = [e for e in entries if e.get("event") == "export-interrupted"]
+    assert len(interrupted) == 1
+    (entry,) = interrupted
+    assert entry == {**entry, "export_index": cut.ledger_index, "bytes": cut.size,
+                     "bytes_sent": 4096}  # fmt: skip
+    export = decode_entry(world.runtime.logs[REGION].entry(cut.ledger_index))
+    assert export["event"] == "export"
+    assert entry["decision_id"] == export["decision_id"]
+
+
+@pytest.mark.parametrize("gone_at", [2, 4], ids=["during-the-pages", "before-counting"])
+def test_a_client_gone_before_the_release_stops_the_export(
+    world: World, monkeypatch: pytest.MonkeyPatch, gone_at: int
+) -> None:
+    """Asked between pages (here after every page) and before anything is counted: a
+    client that went away ends the export with an `export-abandoned` entry; nothing is
+    counted, recorded as sent, or left in the spool."""
+    monkeypatch.setattr("domicile.gateway.dataset_export._ASK_EVERY", 1)
+    asked: list[int] = []
+
+    def abandoned() -> bool:
+        asked.append(1)
+        return len(asked) >= gone_at
+
+    with pytest.raises(RequestAbandoned):
+        prepare_export(
+            world.runtime.gateway, world.runtime.transfers, world.principal,
+            ExportSpec(region=REGION, agreement_id="eu-us-analytics"),
+            min_k=2, page=500, spool_dir=str(world.spool), abandoned=abandoned,
+        )  # fmt: skip
+    assert len(asked) == gone_at  # one ask per page (three), then one before counting
+    assert not any(world.spool.iterdir())
+    counter = world.runtime.transfers.counters[REGION]
+    assert counter.count("country:US", "personal_identifiers") == 0
+    entries = _ledger(world)
+    assert not [e for e in entries if e.get("event") == "export"]
+    (gone,) = [e for e in entries if e.get("event") == "export-abandoned"]
+    decision = [e for e in entries if e["kind"] == "decision" and e["action"] == "transfer"][-1]
+    assert gone["decision_id"] == decision["decision_id"]
+    assert gone["reason"] == "client-disconnected"
 
 
 def test_every_subject_is_unwrapped_against_the_decision_and_counted_once(world: World) -> None:

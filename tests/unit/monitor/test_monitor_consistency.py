@@ -19,6 +19,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from domicile.api.app import create_app
+from domicile.errors import RequestAbandoned
+from domicile.gateway.dataset_export import ExportSpec, finish_export, prepare_export
 from domicile.gateway.request import Event
 from domicile.ledger.entry import decode_entry
 from domicile.monitor.client import LogClient
@@ -123,11 +125,25 @@ def _act(world: World) -> None:
         "region": "eu-ie", "agreement": "eu-us-analytics", "subjects": world.subjects[:5],
         "fields": ["display_name", "birth_date", "coarse_location"]})  # fmt: skip
     assert export.status_code == 200, export.text
+    _export_cut_short(world)
     erased = world.api.delete(f"/v1/subjects/{world.subjects[5]}", headers=world.h("svc-eu"))
     assert erased.status_code == 204, erased.text
     moved = world.api.post(f"/v1/subjects/{world.subjects[4]}:relocate",
                            json={"country": "US"}, headers=world.h("svc-eu"))  # fmt: skip
     assert moved.status_code == 200, moved.text
+
+
+def _export_cut_short(world: World) -> None:
+    """One export whose client went away before its release, one whose stream broke."""
+    runtime = world.runtime
+    officer = runtime.principals.authenticate(world.tokens["officer-ie"])
+    spec = ExportSpec(region="eu-ie", agreement_id="eu-us-analytics",
+                      subjects=tuple(world.subjects[:5]), fields=("display_name",))  # fmt: skip
+    with pytest.raises(RequestAbandoned):
+        prepare_export(runtime.gateway, runtime.transfers, officer, spec, min_k=2,
+                       abandoned=lambda: True)  # fmt: skip
+    prepared = prepare_export(runtime.gateway, runtime.transfers, officer, spec, min_k=2)
+    assert finish_export(runtime.gateway, prepared) is not None  # not a byte handed out
 
 
 def _kinds(monitor: Monitor) -> list[str]:
@@ -139,7 +155,8 @@ def test_real_transfers_erasures_and_relocations_raise_nothing(
 ) -> None:
     _act(world)
     kinds = {e.get("event") for _, e in world.entries() if e["kind"] == "transfer"}
-    assert {"remote-read", "export", "agreement-version", "destination-version"} <= kinds
+    assert {"remote-read", "export", "export-abandoned", "export-interrupted",
+            "agreement-version", "destination-version"} <= kinds  # fmt: skip
     monitor = world.monitor(tmp_path / "m")
     assert monitor.run_once() == 0, [a["message"] for a in monitor.state.alerts()]
     tables = {t: monitor.state.query(f"SELECT COUNT(*) FROM {t}")[0][0]
