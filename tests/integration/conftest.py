@@ -7,8 +7,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -61,6 +61,13 @@ def _domicile_up(cwd: Path, env: dict[str, str] | None = None) -> Iterator[str]:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture
+def domicile_up() -> Callable[..., AbstractContextManager[str]]:
+    """`domicile up` for a test that fills its directory before the server starts:
+    `with domicile_up(directory, env) as url: ...`."""
+    return _domicile_up
 
 
 @pytest.fixture
