@@ -44,6 +44,7 @@ from domicile.storage.url import (
     parse_storage_url,
     with_schema,
 )
+from domicile.transfers.counts.legacy import move_legacy_counts
 from domicile.transfers.store import AgreementStore, DestinationRegistry
 from domicile.transfers.thresholds import REF_DOMAIN, ThresholdCounter, load_threshold_config
 from domicile.vault.store import Vault
@@ -96,6 +97,8 @@ class Runtime:
         for region in self.gateway.regions.values():
             region.close()
         self.directory.db.close()
+        for db in {id(c.db): c.db for c in self.transfers.counters.values()}.values():
+            db.close()
         if self.principals.db is not self.directory.db:
             self.principals.db.close()
 
@@ -118,14 +121,25 @@ def region_storage(region: Region, settings: Settings) -> StorageUrl:
     return parse_storage_url(_expand(region.storage, settings))
 
 
-def control_storage(settings: Settings) -> StorageUrl:
-    """Where the directory and principals live (no personal data)."""
+def _beside_control(settings: Settings, name: str) -> StorageUrl:
+    """Schema `<prefix>_<name>` of the shared PostgreSQL url if set, else `DATA_DIR/<name>.db`."""
     if settings.storage_url:
         shared = parse_storage_url(settings.storage_url)
         if isinstance(shared, PostgresUrl):
-            return with_schema(shared, f"{_schema_prefix(shared)}_control")
+            return with_schema(shared, f"{_schema_prefix(shared)}_{name}")
         raise ConfigError("DOMICILE_STORAGE_URL must be a postgresql:// url")
-    return SqliteUrl(settings.data_dir.resolve() / "control.db")
+    return SqliteUrl(settings.data_dir.resolve() / f"{name}.db")
+
+
+def control_storage(settings: Settings) -> StorageUrl:
+    """Where the directory and principals live (no personal data)."""
+    return _beside_control(settings, "control")
+
+
+def thresholds_storage(settings: Settings) -> StorageUrl:
+    """Where the threshold counters live: beside the control data, in a database of
+    their own, so that counting a large export never holds the control data's lock."""
+    return _beside_control(settings, "thresholds")
 
 
 def open_custodian(region: Region, settings: Settings) -> Custodian:
@@ -198,17 +212,19 @@ def open_pet_keys(region: Region, settings: Settings) -> PetKeys:
 def open_transfers(
     control: Database, topology: Topology, catalog: Catalog, settings: Settings
 ) -> TransferDesk:
-    """The agreements, destinations and threshold counters (control database), and keys."""
+    """The agreements and destinations (control database), the threshold counters (their
+    own database, with what an earlier version counted in the control one), and keys."""
     destinations = DestinationRegistry(control)
+    agreements = AgreementStore(control, destinations)  # migrates the control side first
     keys = {name: open_pet_keys(region, settings) for name, region in topology.regions.items()}
     config = load_threshold_config(settings.thresholds_file)
+    counts = open_database(thresholds_storage(settings))
     counters = {
-        name: ThresholdCounter(control, key.pseudonym_key(REF_DOMAIN), config)
+        name: ThresholdCounter(counts, key.pseudonym_key(REF_DOMAIN), config)
         for name, key in keys.items()
     }
-    return TransferDesk(
-        topology, catalog, AgreementStore(control, destinations), destinations, counters, keys
-    )
+    move_legacy_counts(counts, control)
+    return TransferDesk(topology, catalog, agreements, destinations, counters, keys)
 
 
 def open_principals(settings: Settings) -> PrincipalStore:

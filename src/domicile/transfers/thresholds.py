@@ -233,14 +233,15 @@ class ThresholdCounter:
     """
 
     def __init__(self, db: Database, ref_key: bytes, config: ThresholdConfig) -> None:
-        """Count in `db`; `ref_key` (32 bytes, from the home region) keys subject refs."""
+        """Count in `db` (the counters' own database, see `domicile.transfers.counts`);
+        `ref_key` (32 bytes, from the home region) keys subject refs."""
         if len(ref_key) < 32:
             raise ConfigError("the transfer counter key is shorter than 32 bytes")
         self.db = db
         self.config = config
         self.refs = SubjectRefs(ref_key)
         self._pruned_at: float | None = None
-        migrate(db, "transfers", "domicile.transfers")
+        migrate(db, "thresholds", "domicile.transfers.counts")
 
     def subject_ref(self, subject_id: str) -> str:
         """Return the keyed reference stored in place of a subject id."""
