@@ -35,6 +35,10 @@ TRANSFER_EVENTS = frozenset(
     {"remote-read", "export", "export-refused", "export-abandoned", "export-interrupted",
      "token-resolved"}
 )  # fmt: skip
+FOLLOW_UPS = frozenset({"export-abandoned", "export-interrupted"})
+"""Entries that say how an export decided earlier ended: they send nothing of their own,
+so they are held to their decision (and an interruption to its export), not to the
+agreement's terms as they stand when the stream ended."""
 
 RELOCATION_GRACE_SECONDS = 600
 """How long a relocation `out` may wait for its `in` (in entry time) before an alert."""
@@ -174,6 +178,16 @@ class Consistency:
             return "transfer-without-agreement", (
                 f"agreement `{entry.get('agreement_id')}` was never recorded in this log"
             )
+        if entry.get("event") in FOLLOW_UPS:
+            export = entry.get("export_index")
+            cut = entry.get("event") == "export-interrupted"
+            after = int(entry.get("decision_index", -1))  # the decision was found there
+            if cut and not (isinstance(export, int) and after < export < index):
+                return (
+                    "transfer-without-decision",
+                    "the interruption cites no export after its decision",
+                )
+            return None
         return self._outside(agreement, entry)
 
     def _outside(self, agreement: dict[str, Any], entry: dict[str, Any]) -> tuple[str, str] | None:

@@ -214,6 +214,27 @@ def test_a_transfer_after_the_agreement_ended_is_caught(world: World, tmp_path: 
     assert _kinds(monitor) == ["transfer-outside-agreement"]
 
 
+def test_an_export_that_ends_after_its_agreement_is_held_to_its_decision(
+    world: World, tmp_path: Path
+) -> None:
+    """An interruption recorded after the agreement ended is no new transfer (the export
+    was checked when it was released); one that cites no export after its decision is
+    caught."""
+    _act(world)
+    admin = {**world.h("admin"), "If-Match": '"1"'}
+    ended = world.api.post("/v1/agreements/eu-us-analytics:terminate", headers=admin)
+    assert ended.status_code == 200, ended.text
+    _, cut = world.last("transfer", event="export-interrupted")
+    again = {k: v for k, v in cut.items() if k not in {"v", "kind", "region", "time"}}
+    world.record(Event("transfer", "eu-ie", {**again, "agreement_version": 2}))
+    monitor = world.monitor(tmp_path / "m")
+    assert monitor.run_once() == 0, [a["message"] for a in monitor.state.alerts()]
+    world.record(Event("transfer", "eu-ie", {**again, "export_index": cut["decision_index"]}))
+    world.monitor(tmp_path / "m2").close()  # signs the new checkpoint
+    monitor.run_once()
+    assert _kinds(monitor) == ["transfer-without-decision"]
+
+
 def test_an_erasure_without_its_decision_is_caught(world: World, tmp_path: Path) -> None:
     _act(world)
     world.record(Event("erasure", "eu-ie", {"subject_ref": "r" * 43, "decision_id": "f" * 32}))
