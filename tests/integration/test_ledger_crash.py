@@ -68,7 +68,11 @@ def _start_writer(store: str, key: Path, acks: Path, trial: str) -> subprocess.P
         text=True,
     )
     assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+    except BaseException:
+        _kill(proc)  # a writer that never got ready must not outlive the test
+        raise
     return proc
 
 
@@ -106,10 +110,17 @@ def test_two_writers_on_postgresql_killed_at_random_lose_nothing(
     rng = random.Random(2027)
     seen_roots: dict[int, bytes] = {}
     for trial in range(PG_TRIALS):
-        procs = [_start_writer(store, key, acks[n], f"{trial}p{n}") for n in range(2)]
-        for proc in rng.sample(procs, 2):
-            time.sleep(rng.uniform(0.05, 0.6))
-            _kill(proc)
+        procs: list[subprocess.Popen[str]] = []
+        try:
+            for n in range(2):
+                procs.append(_start_writer(store, key, acks[n], f"{trial}p{n}"))
+            for proc in rng.sample(procs, 2):
+                time.sleep(rng.uniform(0.05, 0.6))
+                _kill(proc)
+        finally:
+            for proc in procs:  # the other writer, when one failed to start
+                if proc.returncode is None:
+                    _kill(proc)
         first, second = _acks(acks[0]), _acks(acks[1])
         both = sorted(first.keys() & second.keys())
         assert not both, f"indices given to both writers: {both[:5]}"

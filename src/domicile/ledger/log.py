@@ -128,9 +128,12 @@ class RegionLog:
 
     def _open(self) -> None:
         migrate(self.db, "ledger", "domicile.ledger")
+        # The checkpoint is read before the size: a checkpoint is only ever signed for a
+        # committed size, so a size read after it is at least as large, even while
+        # another process on the same store appends and signs in between.
+        latest = self.latest_checkpoint()
         with self.db.transaction(write=False) as tx:
             self._state = self._load(tx, self._stored_size(tx))
-        latest = self.latest_checkpoint()
         if latest is not None:
             self._verify_stored_tree(latest)
 
@@ -435,9 +438,9 @@ class RegionLog:
     def sign_checkpoint(self) -> SignedCheckpoint:
         """Sign a checkpoint for the integrated size (or return the latest if no growth)."""
         with self._sign_lock:
+            latest = self.latest_checkpoint()  # before the size: see `_open`
             self.refresh()
             state = self._state
-            latest = self.latest_checkpoint()
             if latest is not None:
                 if latest.size == state.size:
                     return latest

@@ -313,3 +313,31 @@ def test_two_writers_on_one_store_stay_consistent(url: StorageUrl) -> None:
     verify_log(first)
     first.db.close()
     second.db.close()
+
+
+def test_opening_while_another_writer_appends_and_signs(
+    url: StorageUrl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log opened while another process appends and signs a checkpoint between the
+    opener's reads is not mistaken for a rolled-back store, and signs on from there."""
+    other = open_log(url)
+    fill(other, 100)
+    other.sign_checkpoint()
+    loaded = RegionLog._load
+    raced = []
+
+    def load_then_race(self: RegionLog, tx: object, size: int) -> object:
+        state = loaded(self, tx, size)  # type: ignore[arg-type]
+        if not raced:  # the other writer moves on right after the opener read the size
+            raced.append(other.append([b"meanwhile"] * 30))
+            other.sign_checkpoint()
+        return state
+
+    monkeypatch.setattr(RegionLog, "_load", load_then_race)
+    opened = open_log(url)
+    monkeypatch.undo()
+    assert raced == [100]
+    assert opened.sign_checkpoint().size == 130
+    verify_log(opened)
+    opened.db.close()
+    other.db.close()
