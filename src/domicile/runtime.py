@@ -6,6 +6,7 @@ Nothing is built at import time; `open_runtime(settings)` does it all and
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,17 @@ class Runtime:
     """The build digest this process logged at start (`gateway-build` entries)."""
     sweeper: RecoverySweeper | None = None
     """Recovers what was left idle by a crash elsewhere (None when `recovery_idle` is 0)."""
+
+    @functools.cached_property
+    def reads_wait_on_network(self) -> bool:
+        """True when a store a read touches is a PostgreSQL server, not a local file.
+
+        A read's lookups are then network round trips: the API runs such a read in a
+        worker thread, where the waits overlap, instead of on the event loop, where each
+        one would hold up every other request."""
+        stores = [self.directory.db, self.principals.db, *(log.db for log in self.logs.values())]
+        stores += [region.vault.db for region in self.gateway.regions.values()]
+        return any(db.dialect == "postgres" for db in stores)
 
     def reload_policy(self) -> dict[str, Any]:
         """Re-read the policy files, record the new version in every region, then activate

@@ -106,12 +106,14 @@ async def tile(request: Request, region: str, path: str) -> Response:
     the thread pool each one's worker waited out a busy thread's GIL switch interval
     when it came back, and a third of the gateway's time went on the hand-over). A
     tile past that size first catches the log up, which may wait for the log's write
-    lock, so it goes to the thread pool.
+    lock, so it goes to the thread pool; so does every tile of a log on PostgreSQL,
+    where a tile not in the cache is a network round trip.
     """
     ref = parse_path("tile/" + path)
     reach = (ref.index * TILE_WIDTH + ref.width) << (TILE_HEIGHT * _level(ref))
-    logs = runtime_of(request).logs
-    if region in logs and reach <= logs[region].size:
+    runtime = runtime_of(request)
+    logs = runtime.logs
+    if region in logs and reach <= logs[region].size and not runtime.reads_wait_on_network:
         return _tile(request, region, ref, reach)
     return await run_in_threadpool(_tile, request, region, ref, reach)
 

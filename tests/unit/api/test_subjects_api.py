@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from fastapi.testclient import TestClient
 
 from domicile.api.models import BatchGetResult
@@ -214,3 +216,40 @@ def test_relocation_moves_copy_verifies_and_shreds(
     assert back.json()["home_region"] == "eu-no"
     assert regions["us"].vault.state(sid) is SubjectState.RELOCATED
     assert runtime.directory.pending() == []
+
+
+def test_a_read_waiting_on_its_store_holds_up_no_other_request(
+    api: TestClient, runtime: Runtime, tokens: dict[str, str], backend: str
+) -> None:
+    """On PostgreSQL a read's lookups are network round trips: while one read waits on
+    its store, the server still answers other requests (on SQLite they are local and
+    stay on the event loop)."""
+    assert runtime.reads_wait_on_network is (backend == "postgres")
+    if backend != "postgres":
+        return
+    sid = register(api, tokens["svc"])["id"]
+    held, released = threading.Event(), threading.Event()
+    lookup = runtime.directory.lookup
+
+    def slow_lookup(subject_id: str) -> object:
+        held.set()
+        released.wait()  # the round trip that does not come back yet
+        return lookup(subject_id)
+
+    runtime.directory.lookup = slow_lookup  # type: ignore[method-assign]
+    reader = threading.Thread(
+        target=lambda: api.get(f"/v1/subjects/{sid}?purpose=support", headers=h(tokens["svc"]))
+    )
+    reader.start()
+    timer = threading.Timer(5, released.set)  # it comes back in 5 s at the latest
+    timer.start()
+    try:
+        assert held.wait(10)
+        answered = api.get("/v1/regions", headers=h(tokens["admin"]))
+        assert answered.status_code == 200
+        assert not released.is_set()  # answered while the read still waited
+    finally:
+        timer.cancel()
+        released.set()
+        reader.join()
+        runtime.directory.lookup = lookup  # type: ignore[method-assign]
