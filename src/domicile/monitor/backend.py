@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -147,7 +148,13 @@ class _PgConnection:
 
 class PostgresBackend:
     """A schema of its own in PostgreSQL (`?schema=NAME` in the url, default
-    `domicile_monitor`), for a monitor whose state should live in a managed database."""
+    `domicile_monitor`), for a monitor whose state should live in a managed database.
+
+    The monitor runs for months on one connection, and the server restarts or fails over
+    under it. A connection found dead on its first use by a query or at a transaction's
+    BEGIN (nothing of the caller's has run) is replaced and the work done once more; one
+    lost later in a transaction fails that round, and the next round connects again.
+    """
 
     def __init__(self, url: str, schema_ddl: str) -> None:
         """Connect, create the schema and its tables, and work inside it."""
@@ -156,27 +163,63 @@ class PostgresBackend:
         schema = (query.pop("schema", [DEFAULT_SCHEMA]) or [DEFAULT_SCHEMA])[0]
         if not _SCHEMA_NAME.fullmatch(schema):
             raise StorageError(f"monitor state schema `{schema[:64]}` is not a plain name")
-        dsn = urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
+        self._dsn = urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
+        self._schema = schema
+        self._reconnecting = threading.Lock()
         try:
-            self.conn = psycopg.connect(dsn, autocommit=True)
-            self.conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            self.conn.execute(f'SET search_path TO "{schema}"')
+            self.conn = self._connect()
             with self.conn.transaction():
                 for statement in postgres_ddl(schema_ddl):
                     self.conn.execute(statement)
         except psycopg.Error as exc:
             raise StorageError(f"cannot open monitor state in postgresql: {exc}") from exc
-        self._wrapped = _PgConnection(self.conn)
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(self._dsn, autocommit=True)
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
+        conn.execute(f'SET search_path TO "{self._schema}"')
+        return conn
+
+    def _replace(self, dead: psycopg.Connection[Any]) -> None:
+        """Connect again, once for all the threads that found `dead` dead."""
+        with self._reconnecting:
+            if self.conn is dead:
+                dead.close()
+                self.conn = self._connect()
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """One PostgreSQL transaction."""
-        with self.conn.transaction():
-            yield self._wrapped
+        try:
+            for attempt in (1, 2):
+                conn = self.conn
+                with ExitStack() as held:
+                    try:
+                        held.enter_context(conn.transaction())  # sends BEGIN
+                    except psycopg.OperationalError:
+                        if attempt == 2 or not conn.broken:
+                            raise
+                    else:
+                        yield _PgConnection(conn)
+                        return
+                self._replace(conn)
+        except psycopg.Error as exc:
+            raise StorageError(f"monitor state in postgresql: {exc}") from exc
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query and return every row."""
-        return self.conn.execute(postgres_sql(sql), tuple(params)).fetchall()
+        try:
+            for attempt in (1, 2):
+                conn = self.conn
+                try:
+                    return conn.execute(postgres_sql(sql), tuple(params)).fetchall()
+                except psycopg.OperationalError:
+                    if attempt == 2 or not conn.broken:
+                        raise
+                self._replace(conn)
+        except psycopg.Error as exc:
+            raise StorageError(f"monitor state in postgresql: {exc}") from exc
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def close(self) -> None:
         """Close the connection."""

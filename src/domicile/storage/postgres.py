@@ -3,13 +3,23 @@
 Its own module so that a process that never talks to PostgreSQL (a migration's preparing
 processes, an export's workers) does not import psycopg: `open_database` imports it only
 for a PostgreSQL url.
+
+A pooled connection can be dead without knowing it: after a restart or a failover of
+the server (or an administrator's `pg_terminate_backend`), every idle connection of the
+pool fails on its next use. So the first use of a connection is where such a loss is
+caught: a read (`query`, read-only by contract) or the BEGIN of a transaction block.
+Nothing of the caller's has taken effect there, so the dead connection is dropped, the
+pool is checked for others like it, and the work starts once more on a fresh
+connection. A connection lost later, inside a block, fails that block (StorageError):
+whether it committed is not known there, so it is not run twice.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import psycopg
@@ -20,6 +30,7 @@ from domicile.errors import Conflict, StorageError
 from domicile.storage.database import Cursor, Dialect, Params, Tx
 from domicile.storage.url import PostgresUrl
 
+log = logging.getLogger("domicile.storage")
 _PLACEHOLDER = re.compile(r"\?")
 
 
@@ -82,21 +93,55 @@ class PostgresDatabase:
         """Run a block in one transaction on a pooled connection."""
         del write  # PostgreSQL takes row locks as the statements need them.
         try:
-            with self._pool.connection() as conn, conn.transaction():
+            with self._begun() as conn:
                 yield _PgTx(conn)
         except psycopg.errors.IntegrityError as exc:
             raise Conflict(f"constraint violated in schema `{self.url.schema}`: {exc}") from exc
         except (psycopg.Error, PoolTimeout) as exc:
             raise StorageError(f"postgresql error in schema `{self.url.schema}`: {exc}") from exc
 
+    @contextmanager
+    def _begun(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection inside a transaction block, begun on a live connection (see
+        the module's docstring: a connection found dead at BEGIN is replaced)."""
+        for attempt in (1, 2):
+            with ExitStack() as held:
+                conn = held.enter_context(self._pool.connection())
+                try:
+                    held.enter_context(conn.transaction())  # sends BEGIN: the first use
+                except psycopg.OperationalError:
+                    if attempt == 2 or not conn.broken:
+                        raise
+                else:
+                    yield conn
+                    return
+            self._drop_dead_connections()
+
     def query(self, statement: str, params: Params = ()) -> list[Any]:
         """Run one read-only statement on its own (autocommit: one round trip) and return
         its rows; a statement sees one snapshot, so a single read needs no block."""
         try:
-            with self._pool.connection() as conn:
-                return _PgTx(conn).execute(statement, params).fetchall()
+            for attempt in (1, 2):
+                with self._pool.connection() as conn:
+                    try:
+                        return _PgTx(conn).execute(statement, params).fetchall()
+                    except psycopg.OperationalError:
+                        # Read-only, so safe to run again when the connection was dead.
+                        if attempt == 2 or not conn.broken:
+                            raise
+                self._drop_dead_connections()
         except (psycopg.Error, PoolTimeout) as exc:
             raise StorageError(f"postgresql error in schema `{self.url.schema}`: {exc}") from exc
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    def _drop_dead_connections(self) -> None:
+        """After a lost connection: test the idle ones and replace those that are dead
+        too, so that one restart of the server costs one retry, not one per connection."""
+        log.warning(
+            "a connection to schema `%s` was lost (server restarted?); checking the pool",
+            self.url.schema,
+        )
+        self._pool.check()
 
     def close(self) -> None:
         """Close the pool."""

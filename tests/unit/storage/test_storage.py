@@ -6,16 +6,18 @@ import asyncio
 import subprocess
 import sys
 import threading
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from at_once import run_at_once
-from domicile.errors import ConfigError, Conflict, MigrationError
+from domicile.errors import ConfigError, Conflict, MigrationError, StorageError
 from domicile.storage.database import Database, SqliteDatabase, open_database
 from domicile.storage.group_commit import GroupCommit
 from domicile.storage.migrations import load_migrations, migrate
 from domicile.storage.url import PostgresUrl, SqliteUrl, parse_storage_url, with_schema
+from pg_support import terminate_backends
 
 
 @pytest.mark.parametrize(
@@ -235,6 +237,63 @@ def test_a_postgresql_read_is_one_statement_and_a_transaction_is_still_one_block
 
         with pytest.raises(Conflict):
             twice()
+        assert db.query("SELECT count(*) FROM t") == [(0,)]
+    finally:
+        db.close()
+
+
+def _pooled_backends(db: Database, count: int) -> list[int]:
+    """Make the pool hold `count` connections (blocks open at once take one each) and
+    return their server process ids."""
+    with ExitStack() as blocks:
+        txs = [blocks.enter_context(db.transaction()) for _ in range(count)]
+        return [int(tx.execute("SELECT pg_backend_pid()").fetchone()[0]) for tx in txs]
+
+
+@pytest.mark.postgres
+def test_a_postgresql_database_outlives_a_restart_of_its_server(
+    pg_dsn: str, pg_prefix: str
+) -> None:
+    """Every pooled connection killed at once, as a restart or a failover of the server
+    does: the next read and the next transaction still go through, on fresh connections."""
+    db = open_database(PostgresUrl(pg_dsn, pg_prefix))
+    try:
+        with db.transaction() as tx:
+            tx.execute("CREATE TABLE t (x INTEGER PRIMARY KEY)")
+        terminate_backends(pg_dsn, _pooled_backends(db, 3))
+        assert db.query("SELECT count(*) FROM t") == [(0,)]
+        terminate_backends(pg_dsn, _pooled_backends(db, 3))
+        with db.transaction() as tx:
+            tx.execute("INSERT INTO t VALUES (1)")
+        assert db.query("SELECT x FROM t") == [(1,)]
+    finally:
+        db.close()
+
+
+@pytest.mark.postgres
+def test_a_block_whose_connection_dies_inside_it_fails_once_and_is_not_run_again(
+    pg_dsn: str, pg_prefix: str
+) -> None:
+    """Past BEGIN, whether a block took effect is not known from the client: it fails
+    with a StorageError, its first statement is rolled back, and it is not retried."""
+    db = open_database(PostgresUrl(pg_dsn, pg_prefix))
+    runs = 0
+
+    def block() -> None:
+        nonlocal runs
+        with db.transaction() as tx:
+            runs += 1
+            tx.execute("INSERT INTO t VALUES (1)")
+            (pid,) = tx.execute("SELECT pg_backend_pid()").fetchone()
+            terminate_backends(pg_dsn, [int(pid)])
+            tx.execute("INSERT INTO t VALUES (2)")
+
+    try:
+        with db.transaction() as tx:
+            tx.execute("CREATE TABLE t (x INTEGER PRIMARY KEY)")
+        with pytest.raises(StorageError):
+            block()
+        assert runs == 1
         assert db.query("SELECT count(*) FROM t") == [(0,)]
     finally:
         db.close()
