@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from domicile import __version__
 from domicile.catalog.catalog import Catalog, load_catalog
-from domicile.errors import ConfigError
+from domicile.errors import ConfigError, StorageError
 from domicile.gateway.pipeline import Gateway, RegionRuntime
 from domicile.gateway.record import LedgerRecorder
 from domicile.gateway.relocation import RecoverySweeper, recover
@@ -78,9 +79,44 @@ class Runtime:
         A read's lookups are then network round trips: the API runs such a read in a
         worker thread, where the waits overlap, instead of on the event loop, where each
         one would hold up every other request."""
-        stores = [self.directory.db, self.principals.db, *(log.db for log in self.logs.values())]
-        stores += [region.vault.db for region in self.gateway.regions.values()]
-        return any(db.dialect == "postgres" for db in stores)
+        return any(db.dialect == "postgres" for db in self.stores().values())
+
+    def stores(self) -> dict[str, Database]:
+        """Every database this process serves from, each once, by what it holds."""
+        out: dict[str, Database] = {"control": self.directory.db}
+        if self.principals.db is not self.directory.db:
+            out["principals"] = self.principals.db
+        for name, region in self.gateway.regions.items():
+            out[f"{name} vault"] = region.vault.db
+        for name, region_log in self.logs.items():
+            out[f"{name} log"] = region_log.db
+        counters = {id(c.db): c.db for c in self.transfers.counters.values()}
+        for n, db in enumerate(counters.values()):
+            out["thresholds" if len(counters) == 1 else f"thresholds {n + 1}"] = db
+        return out
+
+    def unanswered_stores(self, timeout: float) -> list[str]:
+        """The names of the stores that fail a read of their own tables, or (on a server)
+        give no answer within `timeout` seconds: what a readiness check reports.
+
+        Servers are asked all at once, on threads of the runtime's own, so that a server
+        that is down costs `timeout` once, not once per schema; local files are read here.
+        """
+        stores = self.stores()
+        asked = {
+            name: self._probes.submit(_answers, db)
+            for name, db in stores.items()
+            if db.dialect == "postgres"
+        }
+        failed = [n for n, db in stores.items() if db.dialect == "sqlite" and not _answers(db)]
+        done, _ = futures.wait(asked.values(), timeout=timeout)
+        failed += [name for name, f in asked.items() if f not in done or not f.result()]
+        return sorted(failed)
+
+    @functools.cached_property
+    def _probes(self) -> futures.ThreadPoolExecutor:
+        servers = sum(db.dialect == "postgres" for db in self.stores().values())
+        return futures.ThreadPoolExecutor(max(servers, 1), thread_name_prefix="readiness")
 
     def reload_policy(self) -> dict[str, Any]:
         """Re-read the policy files, record the new version in every region, then activate
@@ -104,15 +140,24 @@ class Runtime:
             self.sweeper.stop()
         self.gateway.heartbeat.stop()
         self.checkpointer.stop()
-        for region_log in self.logs.values():
-            region_log.db.close()
+        if "_probes" in self.__dict__:
+            self._probes.shutdown(wait=False, cancel_futures=True)
+        stores = self.stores()
         for region in self.gateway.regions.values():
-            region.close()
-        self.directory.db.close()
-        for db in {id(c.db): c.db for c in self.transfers.counters.values()}.values():
-            db.close()
-        if self.principals.db is not self.directory.db:
-            self.principals.db.close()
+            region.close()  # its vault and its custodian
+        closed = {id(region.vault.db) for region in self.gateway.regions.values()}
+        for db in stores.values():
+            if id(db) not in closed:
+                db.close()
+
+
+def _answers(db: Database) -> bool:
+    """Whether `db` answers a read of the table every store has (its migrations)."""
+    try:
+        db.query("SELECT count(*) FROM schema_migrations")
+    except StorageError:
+        return False
+    return True
 
 
 def _expand(template: str, settings: Settings) -> str:

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from domicile import __version__
-from domicile.api import admin, grants, ledger, problems, subjects, transfers
+from domicile.api import admin, grants, health, ledger, problems, subjects, transfers
 from domicile.api.limits import BodyLimit
 from domicile.console import web as console
 from domicile.heap import long_lived_heap
@@ -44,10 +44,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(grants.router)
     app.include_router(transfers.router)
     app.include_router(console.router)
-
-    @app.get("/healthz", tags=["operations"])
-    def healthz() -> dict[str, str]:
-        """Liveness: the process is up."""
-        return {"status": "ok"}
+    app.include_router(health.router)
 
     return app

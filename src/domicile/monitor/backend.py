@@ -184,8 +184,9 @@ class PostgresBackend:
         """Connect again, once for all the threads that found `dead` dead."""
         with self._reconnecting:
             if self.conn is dead:
-                dead.close()
+                # Raises while the server is away; `dead` stays, and the next use tries again.
                 self.conn = self._connect()
+                dead.close()
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:

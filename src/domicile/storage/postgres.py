@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from domicile.errors import Conflict, StorageError
@@ -31,6 +32,14 @@ from domicile.storage.database import Cursor, Dialect, Params, Tx
 from domicile.storage.url import PostgresUrl
 
 log = logging.getLogger("domicile.storage")
+
+CONNECTION_WAIT = 10.0
+"""Seconds a caller waits for a pooled connection before its request fails (503). The
+pool's default, 30 s, held a worker thread of the API that long for every request while
+the server was down, and outlasted the timeouts of most clients and load balancers."""
+CONNECT_TIMEOUT = 5
+"""Seconds one attempt to connect may take (libpq `connect_timeout`, unless the url sets
+it): without it, a server that drops packets holds an attempt until TCP gives up."""
 _PLACEHOLDER = re.compile(r"\?")
 
 
@@ -78,13 +87,17 @@ class PostgresDatabase:
             pass  # another process created it at the same moment
         except psycopg.Error as exc:
             raise StorageError(f"cannot reach postgresql for schema `{url.schema}`: {exc}") from exc
+        kwargs: dict[str, Any] = {"options": f"-c search_path={url.schema}", "autocommit": True}
+        if "connect_timeout" not in conninfo_to_dict(url.dsn):
+            kwargs["connect_timeout"] = CONNECT_TIMEOUT
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             url.dsn,
             min_size=1,
             max_size=max_size,
             # Autocommit: a read is one round trip (no BEGIN and COMMIT around it), and
             # `transaction` opens a transaction block of its own for writes.
-            kwargs={"options": f"-c search_path={url.schema}", "autocommit": True},
+            kwargs=kwargs,
+            timeout=CONNECTION_WAIT,
             open=True,
         )
 
