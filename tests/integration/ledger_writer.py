@@ -31,6 +31,7 @@ def main() -> None:
     sequencer = Sequencer(log)
     Checkpointer([log], interval=0.02).start()
     fd = os.open(acks, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.write(fd, b"\n")  # the writer killed before this one may have left a torn line
 
     def writer(n: int) -> None:
         rng = random.Random(f"{trial}-{n}")
