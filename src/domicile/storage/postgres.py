@@ -76,7 +76,7 @@ class PostgresDatabase:
 
     dialect: Dialect = "postgres"
 
-    def __init__(self, url: PostgresUrl, *, max_size: int = 16) -> None:
+    def __init__(self, url: PostgresUrl) -> None:
         self.url = url
         try:
             with psycopg.connect(url.dsn, autocommit=True, connect_timeout=10) as conn:
@@ -93,7 +93,7 @@ class PostgresDatabase:
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             url.dsn,
             min_size=1,
-            max_size=max_size,
+            max_size=url.pool_size,
             # Autocommit: a read is one round trip (no BEGIN and COMMIT around it), and
             # `transaction` opens a transaction block of its own for writes.
             kwargs=kwargs,
@@ -155,6 +155,11 @@ class PostgresDatabase:
             self.url.schema,
         )
         self._pool.check()
+
+    @property
+    def pool_max_size(self) -> int:
+        """The most connections the pool holds (the url's `pool_size`)."""
+        return self._pool.max_size
 
     def close(self) -> None:
         """Close the pool."""

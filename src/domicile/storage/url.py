@@ -1,4 +1,4 @@
-"""Storage URLs: `sqlite:///path/file.db` or `postgresql://…/db?schema=name`."""
+"""Storage URLs: `sqlite:///path/file.db` or `postgresql://…/db?schema=name[&pool_size=N]`."""
 
 from __future__ import annotations
 
@@ -22,16 +22,24 @@ class SqliteUrl:
         return f"sqlite:///{self.path}"
 
 
+POOL_SIZE = 16
+"""Connections a process may hold to one schema, unless the url says `pool_size=N`."""
+
+
 @dataclass(frozen=True)
 class PostgresUrl:
     """A PostgreSQL database and the schema inside it that a store owns."""
 
     dsn: str
     schema: str
+    pool_size: int = POOL_SIZE
+    """The most connections one process holds to this schema (each grows on demand)."""
 
     def __str__(self) -> str:
         parts = urlsplit(self.dsn)
         query = [*parse_qsl(parts.query), ("schema", self.schema)]
+        if self.pool_size != POOL_SIZE:
+            query.append(("pool_size", str(self.pool_size)))
         return urlunsplit(parts._replace(query=urlencode(query)))
 
 
@@ -54,17 +62,21 @@ def parse_storage_url(url: str, *, default_schema: str = "public") -> StorageUrl
     if url.startswith(("postgresql://", "postgres://")):
         parts = urlsplit(url)
         query = parse_qsl(parts.query)
-        schema = default_schema
+        schema, pool_size = default_schema, str(POOL_SIZE)
         kept = []
         for key, value in query:
             if key == "schema":
                 schema = value
+            elif key == "pool_size":
+                pool_size = value
             else:
                 kept.append((key, value))
         if not _SCHEMA_NAME.match(schema):
             raise ConfigError(f"postgresql schema `{schema}` is not a lowercase identifier")
+        if not pool_size.isdigit() or not 1 <= int(pool_size) <= 1000:
+            raise ConfigError(f"pool_size `{pool_size[:32]}` is not a number from 1 to 1000")
         dsn = urlunsplit(parts._replace(query=urlencode(kept)))
-        return PostgresUrl(dsn=dsn, schema=schema)
+        return PostgresUrl(dsn=dsn, schema=schema, pool_size=int(pool_size))
     raise ConfigError(f"storage url `{url}` is neither sqlite: nor postgresql://")
 
 
@@ -73,5 +85,5 @@ def with_schema(url: StorageUrl, schema: str) -> StorageUrl:
     if isinstance(url, PostgresUrl):
         if not _SCHEMA_NAME.match(schema):
             raise ConfigError(f"postgresql schema `{schema}` is not a lowercase identifier")
-        return PostgresUrl(dsn=url.dsn, schema=schema)
+        return PostgresUrl(dsn=url.dsn, schema=schema, pool_size=url.pool_size)
     return url

@@ -38,6 +38,14 @@ def test_postgres_urls_carry_their_schema() -> None:
     assert with_schema(url, "p_us") == PostgresUrl(url.dsn, "p_us")  # type: ignore[union-attr]
 
 
+def test_a_postgres_url_may_size_its_pool_and_keeps_the_size_for_every_schema() -> None:
+    url = parse_storage_url("postgresql://u@h/db?schema=p&pool_size=4&sslmode=disable")
+    assert url == PostgresUrl("postgresql://u@h/db?sslmode=disable", "p", pool_size=4)
+    assert with_schema(url, "p_us") == PostgresUrl(url.dsn, "p_us", pool_size=4)  # type: ignore[union-attr]
+    assert parse_storage_url(str(url)) == url
+    assert parse_storage_url("postgresql://u@h/db").pool_size == 16  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(
     "url",
     [
@@ -46,6 +54,9 @@ def test_postgres_urls_carry_their_schema() -> None:
         "sqlite:",
         "postgresql://h/db?schema=Bad-Name",
         "postgresql://h/db?schema=x;drop",
+        "postgresql://h/db?pool_size=0",
+        "postgresql://h/db?pool_size=-1",
+        "postgresql://h/db?pool_size=many",
     ],
 )
 def test_bad_urls_are_config_errors(url: str) -> None:
