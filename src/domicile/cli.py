@@ -17,7 +17,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+    # One line, whatever a library put in the message (libpq adds a tab-indented hint).
+    click.echo(f"error: {' '.join(message.split())}", err=True)
     sys.exit(1)
 
 

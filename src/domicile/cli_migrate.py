@@ -25,7 +25,7 @@ class _MigrateGroup(click.Group):
         try:
             return super().invoke(ctx)
         except DomicileError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {' '.join(str(exc).split())}", err=True)  # one line
             sys.exit(1)
 
 
