@@ -54,6 +54,9 @@ def run_tour(url: str, cwd: Path, extra_env: dict[str, str] | None = None) -> No
     assert '"code":"subject-erased"' in out
     assert '"kind": "erasure"' in out  # ledger tail of the us log
     assert "ok: entry included in domicile.local/log/us at tree size" in out
+    assert '{"status":"ready"}' in out
+    assert 'domicile_decisions_total{region="us",result="allow"}' in out
+    assert 'domicile_decisions_total{region="us",result="deny"}' in out  # the 403s
 
     svc = re.search(r"^SVC=(\S+)$", out, re.M)
     assert svc

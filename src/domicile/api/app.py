@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from domicile import __version__
-from domicile.api import admin, grants, health, ledger, problems, subjects, transfers
+from domicile.api import admin, grants, health, ledger, metrics, problems, subjects, transfers
 from domicile.api.limits import BodyLimit
 from domicile.console import web as console
 from domicile.heap import long_lived_heap
@@ -45,5 +45,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(transfers.router)
     app.include_router(console.router)
     app.include_router(health.router)
+    metrics.install(app)  # outermost middleware: it counts every answer, a 413 too
 
     return app

@@ -6,6 +6,8 @@ record, it raises RecordingFailed and the request is not served.
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -24,6 +26,9 @@ class Recorder(Protocol):
 
     async def record_async(self, events: Sequence[Event]) -> list[int]:
         """`record` for a caller on an event loop, which it does not block."""
+
+    def recorded(self) -> dict[tuple[str, str, str], int]:
+        """Events made durable so far, by (region, kind, decision result or "")."""
 
 
 _Template = tuple[tuple[bytes, ...], tuple[str, ...], frozenset[str]] | None
@@ -97,10 +102,13 @@ def _now() -> str:
 
 
 class LedgerRecorder:
-    """Appends events to their region's log through that region's sequencer."""
+    """Appends events to their region's log through that region's sequencer, and counts
+    what it recorded (for the metrics)."""
 
     def __init__(self, sequencers: Mapping[str, Sequencer]) -> None:
         self.sequencers = sequencers
+        self._counts: Counter[tuple[str, str, str]] = Counter()
+        self._counts_lock = threading.Lock()
 
     def record(self, events: Sequence[Event]) -> list[int]:
         """Encode and append events, one group-committed batch per region."""
@@ -110,6 +118,7 @@ class LedgerRecorder:
             first = self._sequencer(region).append([entry for _, entry in items])
             for offset, (position, _) in enumerate(items):
                 indices[position] = first + offset
+        self._count(events)
         return indices
 
     async def record_async(self, events: Sequence[Event]) -> list[int]:
@@ -120,7 +129,22 @@ class LedgerRecorder:
             first = await self._sequencer(region).append_async([entry for _, entry in items])
             for offset, (position, _) in enumerate(items):
                 indices[position] = first + offset
+        self._count(events)
         return indices
+
+    def recorded(self) -> dict[tuple[str, str, str], int]:
+        """Events made durable by this process, by (region, kind, result); `result` is a
+        decision's `allow` or `deny`, empty for other kinds."""
+        with self._counts_lock:
+            return dict(self._counts)
+
+    def _count(self, events: Sequence[Event]) -> None:
+        tally = Counter(
+            (e.region, e.kind, str(e.attributes.get("result", "")) if e.kind == "decision" else "")
+            for e in events
+        )
+        with self._counts_lock:
+            self._counts.update(tally)
 
     def _sequencer(self, region: str) -> Sequencer:
         sequencer = self.sequencers.get(region)
