@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import (
@@ -49,6 +50,7 @@ class HttpMetrics:
             ["method", "route"],
             registry=registry,
         )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -66,10 +68,16 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, sending)
         finally:
-            route = getattr(scope.get("route"), "path", UNMATCHED)
-            method = scope["method"]
-            self.seconds.labels(method, route).observe(time.perf_counter() - start)
-            self.requests.labels(method, route, str(status)).inc()
+            key = (scope["method"], getattr(scope.get("route"), "path", UNMATCHED), status)
+            children = self._children.get(key)
+            if children is None:  # once per method, route and status: labels() is slow
+                method, route, _ = key
+                children = self._children[key] = (
+                    self.seconds.labels(method, route),
+                    self.requests.labels(method, route, str(status)),
+                )
+            children[0].observe(time.perf_counter() - start)
+            children[1].inc()
 
 
 class LedgerCollector(Collector):
