@@ -1,6 +1,7 @@
 """The monitor's HTTP endpoints: `GET /alerts`, `GET /checkpoints`, `POST /add-checkpoint`,
-and its read-only console page (`GET /console/monitor`), rendered by the pure
-`domicile.console.render` so the monitor stays independent of the gateway."""
+`GET /metrics` (Prometheus), and its read-only console page (`GET /console/monitor`),
+rendered by the pure `domicile.console.render` so the monitor stays independent of the
+gateway."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from domicile.console.render import pretty_json, render, stylesheet
+from domicile.monitor.metrics import CONTENT_TYPE as METRICS_TYPE
+from domicile.monitor.metrics import exposition, registry_for
 from domicile.monitor.state import MonitorState
 from domicile.monitor.witness import Answer, Witness
 
@@ -73,6 +76,8 @@ def console_page(state: MonitorState, witness: Witness) -> str:
 def make_server(host: str, port: int, state: MonitorState, witness: Witness) -> ThreadingHTTPServer:
     """Build (not start) the server; `serve_forever` it in a thread."""
 
+    metrics = registry_for(state)
+
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
             del format, args  # alerts are the monitor's log, not access lines
@@ -106,6 +111,8 @@ def make_server(host: str, port: int, state: MonitorState, witness: Witness) -> 
                 self._json([{"origin": o, "size": s, "checkpoint": n} for o, s, n in rows])
             elif url.path == "/healthz":
                 self._json({"status": "ok"})
+            elif url.path == "/metrics":
+                self._send(Answer(200, METRICS_TYPE, exposition(metrics)))
             elif url.path in ("/console", "/console/"):
                 self.send_response(303)
                 self.send_header("Location", "/console/monitor")
