@@ -1,5 +1,5 @@
-"""Prometheus metrics at `GET /metrics`: the HTTP traffic, what the ledgers recorded, and
-the state of each region's log, read when scraped.
+"""Prometheus metrics at `GET /metrics`: the HTTP traffic, what the ledgers recorded, the
+state of each region's log and the bulk-transfer counters, read when scraped.
 
 Labels never carry a subject, a token or a field value: a route is its path template
 (`/v1/subjects/{subject_id}`), and a request that matched no route is `unmatched`. Each
@@ -140,13 +140,51 @@ def _log_state(runtime: Runtime) -> Iterator[Metric]:
     yield cosigned
 
 
+class TransferCollector(Collector):
+    """The bulk-threshold counters (distinct subjects sent per destination country or
+    agreement, and data class) and the limits of each class, read at scrape time."""
+
+    def __init__(self, runtime: Callable[[], Runtime | None]) -> None:
+        self._runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        """Two families, empty until the app has started."""
+        runtime = self._runtime()
+        if runtime is None or not runtime.transfers.counters:
+            return
+        counter = next(iter(runtime.transfers.counters.values()))  # one store for all
+        subjects = GaugeMetricFamily(
+            "domicile_transfer_subjects",
+            "Distinct subjects transferred in the rolling window, by scope (destination"
+            " country or agreement) and data class; a transfer past the limit is blocked.",
+            labels=["scope", "data_class"],
+        )
+        for scope, data_class, total in counter.totals():
+            subjects.add_metric([scope, data_class], total)
+        limits = GaugeMetricFamily(
+            "domicile_transfer_subject_limit",
+            "The bulk-threshold limit of each data class, per destination country.",
+            labels=["data_class"],
+        )
+        for data_class, limit in sorted(counter.config.limits.items()):
+            limits.add_metric([data_class], limit)
+        yield subjects
+        yield limits
+
+
 def install(app: FastAPI) -> None:
     """Count the app's HTTP traffic and serve `GET /metrics` (no token: it says nothing of
     any subject, and the logs it summarises are public to monitors already)."""
     registry = CollectorRegistry()
     for collector in (ProcessCollector, PlatformCollector, GCCollector):
         collector(registry=registry)
-    registry.register(LedgerCollector(lambda: getattr(app.state, "runtime", None)))
+
+    def running() -> Runtime | None:
+        runtime: Runtime | None = getattr(app.state, "runtime", None)
+        return runtime
+
+    registry.register(LedgerCollector(running))
+    registry.register(TransferCollector(running))
     app.add_middleware(HttpMetrics, registry=registry)
 
     @app.get("/metrics", tags=["operations"], response_class=Response)

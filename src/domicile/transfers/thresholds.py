@@ -446,6 +446,14 @@ class ThresholdCounter:
             )
         _move_buckets(tx, counter, moves)
 
+    def totals(self) -> list[tuple[str, str, int]]:
+        """Each counter's running total of distinct subjects, by (scope, data class): what
+        the next check starts from, before it expires what left the window (a metric)."""
+        rows = self.db.query(
+            "SELECT scope, data_class, total FROM transfer_counters ORDER BY scope, data_class"
+        )
+        return [(str(scope), str(data_class), int(total)) for scope, data_class, total in rows]
+
     def count(self, scope: str, data_class: str, at: datetime | None = None) -> int:
         """Return distinct subjects counted for `scope` and `data_class` in the window.
 

@@ -61,3 +61,20 @@ def test_metrics_count_requests_decisions_and_the_logs(
     assert after["domicile_ledger_size", (("region", "eu-ie"),)] == log.size
     assert ("process_resident_memory_bytes", ()) in after
     assert not any(sid in str(key) for key in after)  # no subject in any label
+
+
+def test_metrics_show_the_bulk_transfer_counters_beside_their_limits(
+    api: TestClient, runtime: Runtime
+) -> None:
+    counter = runtime.transfers.counters["eu-ie"]
+    status = counter.check_and_count(
+        destination_country="US",
+        fields={"email": "pseudonymise"},
+        subject_ids=["a" * 32, "b" * 32, "c" * 32],
+    )
+    status.verify_allowed()
+    samples = _samples(api)
+    scope = (("data_class", "personal_identifiers"), ("scope", "country:US"))
+    assert samples["domicile_transfer_subjects", scope] == 3
+    limit = (("data_class", "personal_identifiers"),)
+    assert samples["domicile_transfer_subject_limit", limit] == 100_000
