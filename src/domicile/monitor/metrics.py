@@ -24,21 +24,17 @@ class MonitorCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """Three families; a log appears once the monitor has verified or witnessed it."""
-        verified = GaugeMetricFamily(
+        yield self._per_log(
             "domicile_monitor_verified_size",
             "Size of each log up to which the monitor re-hashed every entry and checked"
             " consistency.",
-            labels=["origin"],
+            "logs",
         )
-        for origin, size in self.state.query("SELECT origin, size FROM logs ORDER BY origin"):
-            verified.add_metric([origin], size)
-        witnessed = GaugeMetricFamily(
+        yield self._per_log(
             "domicile_monitor_witnessed_size",
             "Size of each log's latest checkpoint the monitor cosigned as a witness.",
-            labels=["origin"],
+            "witnessed",
         )
-        for origin, size in self.state.query("SELECT origin, size FROM witnessed ORDER BY origin"):
-            witnessed.add_metric([origin], size)
         alerts = CounterMetricFamily(
             "domicile_monitor_alerts",
             "Alerts the monitor raised (and kept), by kind and severity.",
@@ -49,9 +45,14 @@ class MonitorCollector(Collector):
             " ORDER BY kind, severity"
         ):
             alerts.add_metric([kind, severity], count)
-        yield verified
-        yield witnessed
         yield alerts
+
+    def _per_log(self, name: str, documentation: str, table: str) -> GaugeMetricFamily:
+        """A gauge of the `size` column of `table` (one of the state's), per log origin."""
+        family = GaugeMetricFamily(name, documentation, labels=["origin"])
+        for origin, size in self.state.query(f"SELECT origin, size FROM {table} ORDER BY origin"):
+            family.add_metric([origin], size)
+        return family
 
 
 def registry_for(state: MonitorState) -> CollectorRegistry:
